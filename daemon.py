@@ -1,0 +1,3 @@
+"""channel-sync entry point."""
+def main() -> None:
+    """Run the command line."""
