@@ -1,0 +1,259 @@
+"""The main file, ``channel-sync.toml``: database, listeners, admin token, schedules, retention.
+
+Read with pydantic-settings: init kwargs override ``CHANNEL_SYNC_...`` environment variables
+(nested with ``__``), which override the TOML file, which overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from config._base import MODEL_CONFIG
+from config._context import current_context, resolve_path
+from config.database import DatabaseSettings
+from config.secrets import Secret
+
+ENV_PREFIX = "CHANNEL_SYNC_"
+ENV_NESTED_DELIMITER = "__"
+DEFAULT_STATE_DIR = Path("/var/lib/channel-sync")
+
+
+def _check_host(host: str) -> str:
+    if host == "localhost":
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise PydanticCustomError(
+            "listen_host", "must be an IP address or 'localhost' (e.g. 127.0.0.1, ::1, 0.0.0.0)"
+        ) from None
+    return host
+
+
+ListenHost = Annotated[str, AfterValidator(_check_host)]
+ListenPort = Annotated[int, Field(ge=0, le=65535)]
+
+
+class WebhookListenerSettings(BaseModel):
+    """Where the webhook app listens (behind the seller's TLS proxy)."""
+
+    model_config = MODEL_CONFIG
+
+    host: ListenHost = Field(default="127.0.0.1", description="IP address or 'localhost'.")
+    port: ListenPort = Field(default=8080, description="TCP port; 0 picks a free port.")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Larger webhook bodies are refused with 413."
+    )
+
+
+class AdminListenerSettings(BaseModel):
+    """Where the admin app listens: keep it on loopback."""
+
+    model_config = MODEL_CONFIG
+
+    host: ListenHost = Field(default="127.0.0.1", description="IP address or 'localhost'.")
+    port: ListenPort = Field(default=8081, description="TCP port; 0 picks a free port.")
+
+
+class ListenersSettings(BaseModel):
+    """The two HTTP listeners."""
+
+    model_config = MODEL_CONFIG
+
+    webhooks: WebhookListenerSettings = Field(
+        default_factory=WebhookListenerSettings, description="Webhook receiver."
+    )
+    admin: AdminListenerSettings = Field(
+        default_factory=AdminListenerSettings, description="Admin API, metrics and health."
+    )
+
+    @field_validator("admin")
+    @classmethod
+    def _distinct_ports(
+        cls, admin: AdminListenerSettings, info: ValidationInfo
+    ) -> AdminListenerSettings:
+        webhooks = info.data.get("webhooks")
+        if webhooks is not None and admin.port != 0 and admin.port == webhooks.port:
+            raise PydanticCustomError(
+                "listen_port_clash",
+                "admin and webhook listeners cannot share port {port}",
+                {"port": admin.port},
+            )
+        return admin
+
+
+class AdminSettings(BaseModel):
+    """The admin API's bearer token."""
+
+    model_config = MODEL_CONFIG
+
+    token: Secret = Field(description="Bearer token for the admin API (a secret reference).")
+
+
+class ShutdownSettings(BaseModel):
+    """Graceful stop: stop taking work, drain, exit."""
+
+    model_config = MODEL_CONFIG
+
+    drain_deadline_s: float = Field(
+        default=20.0, gt=0, description="Seconds to let running jobs finish before cancelling them."
+    )
+
+
+class ScheduleSettings(BaseModel):
+    """How often things run; per-channel intervals default to these."""
+
+    model_config = MODEL_CONFIG
+
+    outbox_interval_s: float = Field(default=1.0, gt=0, description="Outbox poll period.")
+    default_poll_interval_s: float = Field(
+        default=60.0, gt=0, description="Order poll period for channels that set none."
+    )
+    default_reconcile_interval_s: float = Field(
+        default=900.0, gt=0, description="Full stock reconcile period for channels that set none."
+    )
+    lease_ttl_s: float = Field(
+        default=30.0, gt=0, description="A lease not renewed for this long can be taken over."
+    )
+    heartbeat_s: float = Field(
+        default=10.0, gt=0, description="Lease renewal period; must be below lease_ttl_s."
+    )
+
+    @field_validator("heartbeat_s")
+    @classmethod
+    def _below_lease_ttl(cls, heartbeat: float, info: ValidationInfo) -> float:
+        ttl = info.data.get("lease_ttl_s")
+        if ttl is not None and heartbeat >= ttl:
+            raise PydanticCustomError(
+                "heartbeat",
+                "must be below lease_ttl_s ({ttl}) or leases expire while held",
+                {"ttl": ttl},
+            )
+        return heartbeat
+
+
+class RetentionSettings(BaseModel):
+    """How long data is kept before the retention job deletes it."""
+
+    model_config = MODEL_CONFIG
+
+    webhook_inbox_days: int = Field(default=14, ge=1, description="Raw webhook deliveries.")
+    events_days: int = Field(default=90, ge=1, description="Order and stock event history.")
+    buyer_data_days: int = Field(
+        default=30,
+        ge=1,
+        description="Buyer names, addresses, contacts after delivery (Amazon requires <= 30).",
+    )
+
+
+class LoggingSettings(BaseModel):
+    """Log level and format."""
+
+    model_config = MODEL_CONFIG
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level written."
+    )
+    format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto = json when stderr is not a terminal, else text."
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
+
+
+def _default_state_dir() -> Path:
+    # systemd's StateDirectory= sets $STATE_DIRECTORY (colon-separated when there are several).
+    value = current_context().env.get("STATE_DIRECTORY", "")
+    first = value.split(":", 1)[0]
+    return Path(first) if first else DEFAULT_STATE_DIR
+
+
+class MappingEnvSource(EnvSettingsSource):
+    """The ``CHANNEL_SYNC_...`` environment source, reading a given mapping, not os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._env, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+class MainSettings(BaseSettings):
+    """Everything in ``channel-sync.toml``, after environment overrides."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Where the SQLite file and other state live: $STATE_DIRECTORY, else "
+        "/var/lib/channel-sync; relative paths resolve against the config directory.",
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="The store.")
+    listeners: ListenersSettings = Field(
+        default_factory=ListenersSettings, description="HTTP listeners."
+    )
+    admin: AdminSettings = Field(description="Admin API access.")
+    shutdown: ShutdownSettings = Field(
+        default_factory=ShutdownSettings, description="Graceful stop."
+    )
+    schedules: ScheduleSettings = Field(
+        default_factory=ScheduleSettings, description="Periods of the scheduled jobs."
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="Data retention."
+    )
+    logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+
+    @field_validator("state_dir")
+    @classmethod
+    def _anchor_state_dir(cls, state_dir: Path) -> Path:
+        return resolve_path(state_dir)
+
+    @property
+    def database_url(self) -> str:
+        """The effective database URL (the SQLite default resolved under ``state_dir``)."""
+        return self.database.effective_url(self.state_dir)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init kwargs, then the (load context's) environment, then the main TOML file."""
+        ctx = current_context()
+        return (
+            init_settings,
+            MappingEnvSource(settings_cls, ctx.env),
+            TomlConfigSettingsSource(settings_cls, toml_file=ctx.main_file),
+        )
