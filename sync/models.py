@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from connectors.base import OrderStatus
 from sync.types import Money, UTCDateTime
 
 # Stable constraint names, so migrations can refer to them on both databases.
@@ -75,16 +76,6 @@ class ChannelState(enum.StrEnum):
     DEGRADED = "degraded"
     AUTH_FAILED = "auth_failed"
     DISABLED = "disabled"
-
-
-class OrderStatus(enum.StrEnum):
-    """Canonical order status, whatever the channel calls it."""
-
-    PENDING = "pending"
-    OPEN = "open"
-    PARTIALLY_SHIPPED = "partially_shipped"
-    SHIPPED = "shipped"
-    CANCELLED = "cancelled"
 
 
 class JobKind(enum.StrEnum):

@@ -1,0 +1,246 @@
+"""The Connector protocol and the value types that cross it, the only things sync/ knows of a channel.
+
+Values are frozen dataclasses that check themselves on construction: a mapper that builds an
+invalid order (negative quantity, float money, naive time) fails there, with the field named,
+before anything reaches the store.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+RawPayload = Mapping[str, Any]
+"""A channel's own JSON, as received; only connectors look inside."""
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class OrderStatus(enum.StrEnum):
+    """Canonical order status, whatever the channel calls it."""
+
+    PENDING = "pending"  # the buyer committed but the channel has not confirmed payment yet
+    OPEN = "open"
+    PARTIALLY_SHIPPED = "partially_shipped"
+    SHIPPED = "shipped"
+    CANCELLED = "cancelled"
+
+
+def _require_aware(name: str, value: datetime | None) -> None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class Money:
+    """An exact amount in one currency."""
+
+    amount: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
+            raise ValueError(f"money amount must be a finite Decimal, got {self.amount!r}")
+        if not _CURRENCY.match(self.currency):
+            raise ValueError(f"currency must be an ISO 4217 code, got {self.currency!r}")
+
+
+@dataclass(frozen=True)
+class Address:
+    """A ship-to address. Buyer data: never logged, erased on request."""
+
+    name: str | None = None
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    region: str | None = None
+    postal_code: str | None = None
+    country_code: str | None = None
+    phone: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Address(country_code={self.country_code!r}, ...)"
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """One line of a canonical order: the channel's SKU and how much was ordered, cancelled, shipped."""
+
+    external_line_id: str
+    sku: str
+    quantity: int
+    quantity_cancelled: int = 0
+    quantity_shipped: int = 0
+    unit_price: Money | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("quantity", "quantity_cancelled", "quantity_shipped"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"line {self.external_line_id}: {name} must be an integer >= 0")
+        if self.quantity_cancelled + self.quantity_shipped > self.quantity:
+            raise ValueError(
+                f"line {self.external_line_id}: cancelled + shipped exceeds the quantity ordered"
+            )
+        if not self.external_line_id or not self.sku:
+            raise ValueError("a line needs its channel line id and a SKU")
+
+    @property
+    def live_quantity(self) -> int:
+        """Units still owed or already shipped: what the ledger must count for this line."""
+        return self.quantity - self.quantity_cancelled
+
+
+@dataclass(frozen=True)
+class Order:
+    """A canonical order as a channel reports it, at the channel's `updated_at`."""
+
+    external_id: str
+    status: OrderStatus
+    currency: str
+    updated_at: datetime
+    lines: Sequence[OrderLine]
+    number: str | None = None
+    total: Money | None = None
+    created_at: datetime | None = None
+    ship_to: Address | None = None
+    buyer_ref: str | None = None
+    # False when the marketplace ships from its own stock (Amazon FBA): stored, reserves nothing.
+    is_reserving: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.external_id:
+            raise ValueError("an order needs the channel's id")
+        if not _CURRENCY.match(self.currency):
+            raise ValueError(f"order {self.external_id}: currency must be an ISO 4217 code")
+        _require_aware("updated_at", self.updated_at)
+        _require_aware("created_at", self.created_at)
+        if self.total is not None and self.total.currency != self.currency:
+            raise ValueError(f"order {self.external_id}: total is not in the order's currency")
+        ids = [line.external_line_id for line in self.lines]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"order {self.external_id}: duplicate line ids")
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    """One page of polled orders and where the next page starts (None: this was the last)."""
+
+    orders: Sequence[Order]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class StockTarget:
+    """Set `listing_ref` to `quantity`; with compare-and-swap, only if it now holds `expected`."""
+
+    listing_ref: str
+    quantity: int
+    expected: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.quantity < 0:
+            raise ValueError(f"listing {self.listing_ref}: a stock target cannot be negative")
+
+
+class PushOutcome(enum.StrEnum):
+    """What a channel did with one stock target."""
+
+    APPLIED = "applied"
+    CONFLICT = "conflict"  # compare-and-swap: the channel held something other than `expected`
+    REJECTED = "rejected"  # permanent refusal for this listing (its reason in `error`)
+    RETRY = "retry"  # a transient failure for this listing only
+
+
+@dataclass(frozen=True)
+class StockPushResult:
+    """The channel's answer for one listing of a batch."""
+
+    listing_ref: str
+    outcome: PushOutcome
+    actual: int | None = None  # on CONFLICT, what the channel holds now
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ShipmentLine:
+    """Units of one of the order's lines in a parcel."""
+
+    external_line_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class FulfillmentRequest:
+    """Tell the origin channel a parcel left, with tracking; `key` is unique per shipment."""
+
+    key: str
+    order_external_id: str
+    lines: Sequence[ShipmentLine]
+    carrier: str | None
+    tracking_number: str | None
+    shipped_at: datetime
+    tracking_url: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    """Cancel an order (or some of its lines) on its origin channel; `key` is unique per cancel."""
+
+    key: str
+    order_external_id: str
+    lines: Sequence[ShipmentLine] = ()
+    reason: str = "other"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a channel allows, so the engine can batch and pace without knowing the channel."""
+
+    max_stock_batch: int = 1
+    max_in_flight: int = 1
+    supports_compare_and_swap: bool = False
+    supports_webhooks: bool = False
+    idempotent_fulfillment: bool = False  # the channel dedupes on our key; else ask before resend
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """One channel account, spoken to over its API. Never touches the store."""
+
+    name: str
+    capabilities: Capabilities
+
+    async def check_connection(self) -> None:
+        """Prove the credentials work; AuthError when they do not."""
+
+    async def fetch_orders(self, updated_since: datetime, cursor: str | None) -> OrderPage:
+        """Orders updated at or after `updated_since`, oldest first, one page at a time."""
+
+    async def fetch_order(self, external_id: str) -> Order:
+        """One order by the channel's id; NotFoundError if there is none."""
+
+    async def push_stock(self, targets: Sequence[StockTarget]) -> Sequence[StockPushResult]:
+        """Set quantities, at most `capabilities.max_stock_batch` per call; one result per target."""
+
+    async def read_stock(self, listing_refs: Sequence[str]) -> Mapping[str, int]:
+        """What the channel shows now for these listings (missing ones are left out)."""
+
+    async def push_fulfillment(self, request: FulfillmentRequest) -> str:
+        """Record a shipment with tracking on the channel; answer the channel's fulfilment id."""
+
+    async def find_fulfillment(self, request: FulfillmentRequest) -> str | None:
+        """The channel's id of a fulfilment matching `request` if it is already there, else None."""
+
+    async def cancel_order(self, request: CancelRequest) -> None:
+        """Cancel on the channel; PermanentError if the channel refuses (e.g. already shipped)."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
