@@ -1,3 +1,192 @@
-"""channel-sync entry point."""
+"""channel-sync entry point: the command line and the process lifecycle around the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+from importlib.metadata import version as package_version
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from config.loader import AppConfig
+    from sync.service import Service
+
+log = logging.getLogger("channel_sync")
+
+EXIT_CONFIG = 2
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Config directory holding channel-sync.toml and channels/*.toml.",
+)
+
+
+def _version() -> str:
+    return package_version("channel-sync")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="channel-sync")
+def cli() -> None:
+    """Keep a seller's orders and stock in sync across Shopify, Amazon and eBay."""
+
+
+@cli.command("check-config")
+@click.argument("config_dir", type=click.Path(path_type=Path, file_okay=False))
+def check_config(config_dir: Path) -> None:
+    """Validate DIR and print what would run (secrets masked); exit 2 on any error."""
+    from config.check import run_check
+
+    sys.exit(run_check(config_dir))
+
+
+@cli.command()
+@CONFIG_OPTION
+def run(config_dir: Path) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
+    sys.exit(_serve(_load_or_exit(config_dir)))
+
+
+@cli.command()
+@CONFIG_OPTION
+def migrate(config_dir: Path) -> None:
+    """Bring the store's schema up to date."""
+    from sync.db import Database, current_revision, render_url, upgrade
+
+    app_config = _load_or_exit(config_dir)
+    _configure_logging(app_config)
+    db = Database(app_config.database_url)
+    try:
+        before = current_revision(db)
+        upgrade(db)
+        after = current_revision(db)
+    finally:
+        db.dispose()
+    where = render_url(app_config.database_url)
+    if before == after:
+        click.echo(f"{where}: already at revision {after}")
+    else:
+        click.echo(f"{where}: migrated from {before or 'an empty store'} to {after}")
+
+
+@cli.command()
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".demo-state"),
+    show_default=True,
+    help="Where the demo keeps its SQLite store, admin token and demo.json.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
+def demo(state_dir: Path, duration: float | None) -> None:
+    """Run the daemon on a SQLite file with the demo config, and say how to reach it."""
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    token_file = state_dir / "admin-token"
+    if not token_file.exists():
+        token_file.touch(mode=0o600)
+        token_file.write_text(secrets.token_urlsafe(24))
+    os.environ["CHANNEL_SYNC_DEMO_ADMIN_TOKEN"] = token_file.read_text().strip()
+    os.environ["CHANNEL_SYNC_STATE_DIR"] = str(state_dir)
+    app_config = _load_or_exit(Path(str(files("config") / "demo")))
+
+    def announce(service: Service) -> None:
+        assert service.admin_address is not None
+        host, port = service.admin_address
+        admin_url = f"http://{host}:{port}"
+        token = os.environ["CHANNEL_SYNC_DEMO_ADMIN_TOKEN"]
+        info = {"admin_url": admin_url, "admin_token": token, "channels": {}}
+        demo_json = state_dir / "demo.json"
+        demo_json.touch(mode=0o600)
+        demo_json.write_text(json.dumps(info, indent=2) + "\n")
+        click.echo(
+            "\n"
+            f"channel-sync demo is running (store: {state_dir / 'channel-sync.db'})\n"
+            f"  admin API   {admin_url}   token in {token_file}\n"
+            f"  try         curl {admin_url}/healthz\n"
+            f'              curl -H "Authorization: Bearer $(cat {token_file})" '
+            f"{admin_url}/api/status\n"
+            f"  details     {demo_json}\n"
+            "Press Ctrl-C to stop.\n",
+            err=True,
+        )
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, service.request_stop)
+
+    sys.exit(_serve(app_config, on_ready=announce))
+
+
+def _load_or_exit(config_dir: Path) -> AppConfig:
+    from config.loader import ConfigError, load_config
+
+    try:
+        return load_config(config_dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _configure_logging(app_config: AppConfig) -> None:
+    from config.secrets import known_secret_values
+    from sync.logs import configure_logging
+
+    logging_settings = app_config.main.logging
+    configure_logging(logging_settings.level, logging_settings.format, known_secret_values)
+
+
+def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = None) -> int:
+    """Build the service from the config and run it on a fresh event loop."""
+    from sync.db import Database
+    from sync.service import Listener, Service, ServiceSettings
+
+    _configure_logging(app_config)
+    main = app_config.main
+    settings = ServiceSettings(
+        webhooks=Listener("webhooks", main.listeners.webhooks.host, main.listeners.webhooks.port),
+        admin=Listener("admin", main.listeners.admin.host, main.listeners.admin.port),
+        admin_token=main.admin.token.reveal(),
+        drain_deadline_s=main.shutdown.drain_deadline_s,
+        auto_migrate=main.database.auto_migrate,
+        channels={name: (ch.kind, ch.enabled) for name, ch in app_config.channels.items()},
+        inbox_retention_days=main.retention.webhook_inbox_days,
+        events_retention_days=main.retention.events_days,
+        version=_version(),
+    )
+    log.info("channel-sync %s starting", settings.version)
+    db = Database(app_config.database_url, pool_size=main.database.pool_size)
+    try:
+        service = Service(settings, db, on_ready=on_ready)
+        return asyncio.run(service.run())
+    except OSError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        db.dispose()
+
+
 def main() -> None:
     """Run the command line."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""The daemon's lifecycle: open the store, serve both apps, run the scheduler, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from starlette.applications import Starlette
+
+from sync.channels import register_channels
+from sync.db import Database, SchemaOutOfDateError, ensure_schema
+from sync.http.admin import AdminContext, create_admin_app
+from sync.http.webhooks import create_webhook_app
+from sync.metrics import Metrics
+from sync.retention import purge_expired
+from sync.sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """Where one app listens."""
+
+    name: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the lifecycle needs from the config, and nothing else."""
+
+    webhooks: Listener
+    admin: Listener
+    admin_token: str
+    drain_deadline_s: float
+    auto_migrate: bool
+    channels: Mapping[str, tuple[str, bool]]  # name -> (kind, enabled)
+    inbox_retention_days: int
+    events_retention_days: int
+    version: str
+
+    @property
+    def enabled_channels(self) -> frozenset[str]:
+        """Names of the channels that are switched on."""
+        return frozenset(name for name, (_, enabled) in self.channels.items() if enabled)
+
+
+class Worker(Protocol):
+    """A long-running engine task: it returns soon after `stop` is set, finishing its current unit."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling (the service owns SIGTERM) and with a started event."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.started_event = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.started_event.set()
+
+
+def bind(listener: Listener) -> socket.socket:
+    """Bind and listen now, so a taken port fails start-up before anything says ready."""
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((listener.host, listener.port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            f"cannot listen for {listener.name} on {listener.host}:{listener.port}: {exc.strerror}"
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Service:
+    """One daemon process: the two HTTP apps, the scheduler and the engine workers."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        db: Database,
+        *,
+        workers: Sequence[Worker] = (),
+        webhook_app: Starlette | None = None,
+        metrics: Metrics | None = None,
+        notifier: Notifier | None = None,
+        on_ready: Callable[[Service], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics or Metrics(settings.version)
+        self.notifier = notifier or Notifier()
+        self.workers = list(workers)
+        self.webhook_app = webhook_app or create_webhook_app({})
+        self.stop_event = asyncio.Event()
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.admin_address: tuple[str, int] | None = None
+        self.webhooks_address: tuple[str, int] | None = None
+        self._draining = False
+        self._on_ready = on_ready
+        self._schema_problem: str | None = None
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (idempotent; safe from a signal handler on the loop)."""
+        if not self.stop_event.is_set():
+            log.info(
+                "stop requested: no new work; draining for up to %.0f s",
+                self.settings.drain_deadline_s,
+            )
+            self.stop_event.set()
+
+    async def run(self) -> int:
+        """Serve until asked to stop; answer the process exit code."""
+        try:
+            await asyncio.to_thread(ensure_schema, self.db, auto_migrate=self.settings.auto_migrate)
+        except SchemaOutOfDateError as exc:
+            log.error("%s", exc)
+            return 3
+        await asyncio.to_thread(self._register_channels)
+        self.metrics.watch_store(self.db.read_session)
+        admin_ctx = AdminContext(
+            db=self.db,
+            metrics=self.metrics,
+            token=lambda: self.settings.admin_token,
+            enabled_channels=set(self.settings.enabled_channels),
+            schema_problem=lambda: self._schema_problem,
+            is_draining=lambda: self._draining,
+        )
+        servers = []
+        for listener, app in (
+            (self.settings.webhooks, self.webhook_app),
+            (self.settings.admin, create_admin_app(admin_ctx)),
+        ):
+            sock = bind(listener)
+            host, port = sock.getsockname()[:2]
+            if listener.name == "admin":
+                self.admin_address = (host, port)
+            else:
+                self.webhooks_address = (host, port)
+            server = _Server(
+                uvicorn.Config(
+                    app,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                    server_header=False,
+                    timeout_graceful_shutdown=max(1, int(self.settings.drain_deadline_s)),
+                )
+            )
+            servers.append((listener, server, sock))
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+        serve_tasks = [
+            asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{listener.name}")
+            for listener, server, sock in servers
+        ]
+
+        async def all_listening() -> None:
+            for _, server, _ in servers:
+                await server.started_event.wait()
+
+        all_started = asyncio.create_task(all_listening())
+        await asyncio.wait([all_started, *serve_tasks], return_when=asyncio.FIRST_COMPLETED)
+        if not all_started.done():
+            all_started.cancel()
+            failed = next(t for t in serve_tasks if t.done())
+            raise RuntimeError(f"a listener stopped during start-up: {failed.exception()!r}")
+
+        self._schedule_housekeeping()
+        self.scheduler.start()
+        worker_tasks = [
+            asyncio.create_task(w.run(self.stop_event), name=f"worker-{w.name}")
+            for w in self.workers
+        ]
+        watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+        for listener, _, sock in servers:
+            host, port = sock.getsockname()[:2]
+            log.info("%s listening on http://%s:%s", listener.name, _url_host(host), port)
+        self.notifier.ready(f"serving {len(self.settings.enabled_channels)} channel(s)")
+        log.info("ready")
+        if self._on_ready is not None:
+            self._on_ready(self)
+
+        await self.stop_event.wait()
+        await self._drain(servers, serve_tasks, worker_tasks)
+        watchdog.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        self.notifier.close()
+        log.info("stopped")
+        return 0
+
+    async def _drain(
+        self,
+        servers: list[tuple[Listener, _Server, socket.socket]],
+        serve_tasks: list[asyncio.Task[None]],
+        worker_tasks: list[asyncio.Task[None]],
+    ) -> None:
+        """Stop taking work, let in-flight work finish until the deadline, then cancel the rest."""
+        self._draining = True
+        self.notifier.stopping("draining")
+        self.scheduler.shutdown(wait=False)
+        for _, server, _ in servers:
+            server.should_exit = True
+        pending = [*serve_tasks, *worker_tasks]
+        done, still = await asyncio.wait(pending, timeout=self.settings.drain_deadline_s)
+        for task in still:
+            log.warning("drain deadline passed; cancelling %s", task.get_name())
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception():
+                log.error(
+                    "%s ended with an error during drain: %r", task.get_name(), task.exception()
+                )
+        if still:
+            await asyncio.wait(still, timeout=2)
+        for _, _, sock in servers:
+            sock.close()
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        # Half the interval, as sd_watchdog_enabled(3) advises; a stalled loop misses the ping.
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval.total_seconds() / 2)
+
+    def _register_channels(self) -> None:
+        with self.db.session() as session:
+            register_channels(session, self.settings.channels)
+
+    def _schedule_housekeeping(self) -> None:
+        self.scheduler.add_job(
+            self._purge,
+            "interval",
+            hours=1,
+            jitter=300,
+            id="housekeeping.purge",
+            next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+            max_instances=1,
+            coalesce=True,
+        )
+
+    async def _purge(self) -> None:
+        def purge() -> tuple[int, int]:
+            with self.db.session() as session:
+                return purge_expired(
+                    session,
+                    datetime.now(UTC),
+                    inbox_days=self.settings.inbox_retention_days,
+                    events_days=self.settings.events_retention_days,
+                )
+
+        inbox, events = await asyncio.to_thread(purge)
+        if inbox or events:
+            log.info("retention: purged %d inbox deliveries and %d events", inbox, events)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
