@@ -1,0 +1,278 @@
+"""Durable jobs: written with their cause, claimed under a lease, retried with jitter, or dead.
+
+A job's identity key says what it is about (`stock:<listing id>`, `shipment:<id>`): at most one
+job per identity is pending, and enqueueing again replaces the pending payload, so a newer stock
+target overwrites an older one that has not been sent. A claimed job is `running` until its lease
+expires; a worker that dies leaves it to be claimed again after that. PostgreSQL claims with
+`FOR UPDATE SKIP LOCKED`, so several instances never take the same job.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """Full-jitter exponential backoff between tries, and when to give up."""
+
+    max_attempts: int = 12
+    base_s: float = 1.0
+    cap_s: float = 600.0
+
+    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds before the next try: jittered, never sooner than the channel asked."""
+        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
+        return max(retry_after or 0.0, rng.uniform(0, ceiling))
+
+
+_rng = random.Random()
+
+
+def enqueue(
+    session: Session,
+    *,
+    channel_id: int,
+    kind: JobKind,
+    identity_key: str,
+    payload: dict[str, Any],
+    now: datetime | None = None,
+) -> None:
+    """Add a pending job, or replace the payload of the pending job with the same identity."""
+    now = now or utcnow()
+    values = {
+        "channel_id": channel_id,
+        "kind": kind,
+        "identity_key": identity_key,
+        "payload": payload,
+        "state": JobState.PENDING,
+        "attempts": 0,
+        "run_after": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(OutboxJob).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[OutboxJob.identity_key],
+        index_where=OutboxJob.state == JobState.PENDING,
+        set_={
+            "payload": stmt.excluded.payload,
+            "attempts": 0,
+            "run_after": stmt.excluded.run_after,
+            "updated_at": stmt.excluded.updated_at,
+            "last_error": None,
+        },
+    )
+    session.execute(stmt)
+
+
+def reap_expired(session: Session, now: datetime) -> int:
+    """Free jobs whose worker died: back to pending, or superseded when a newer one is pending."""
+    expired = session.scalars(
+        select(OutboxJob)
+        .where(OutboxJob.state == JobState.RUNNING, OutboxJob.lease_until < now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not expired:
+        return 0
+    pending_keys = set(
+        session.scalars(
+            select(OutboxJob.identity_key).where(
+                OutboxJob.state == JobState.PENDING,
+                OutboxJob.identity_key.in_([j.identity_key for j in expired]),
+            )
+        )
+    )
+    for job in expired:
+        job.lease_owner = None
+        job.lease_until = None
+        if job.identity_key in pending_keys:
+            job.state = JobState.DONE
+            job.last_error = "superseded by a newer job after its worker's lease expired"
+        else:
+            job.state = JobState.PENDING
+            job.run_after = now
+            pending_keys.add(job.identity_key)
+    session.flush()
+    return len(expired)
+
+
+def claim(
+    session: Session,
+    *,
+    channel_id: int,
+    kinds: Sequence[JobKind],
+    limit: int,
+    owner: str,
+    lease: timedelta,
+    now: datetime | None = None,
+) -> list[OutboxJob]:
+    """Take up to `limit` due jobs of one channel under a lease, oldest first.
+
+    A job whose identity already has a running job waits: two pushes for one listing in flight
+    at once could arrive in either order, and the older must never land last.
+    """
+    now = now or utcnow()
+    reap_expired(session, now)
+    running = aliased(OutboxJob)
+    jobs = session.scalars(
+        select(OutboxJob)
+        .where(
+            OutboxJob.channel_id == channel_id,
+            OutboxJob.kind.in_(kinds),
+            OutboxJob.state == JobState.PENDING,
+            OutboxJob.run_after <= now,
+            ~exists().where(
+                and_(
+                    running.identity_key == OutboxJob.identity_key,
+                    running.state == JobState.RUNNING,
+                )
+            ),
+        )
+        .order_by(OutboxJob.run_after, OutboxJob.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for job in jobs:
+        job.state = JobState.RUNNING
+        job.lease_owner = owner
+        job.lease_until = now + lease
+        job.attempts += 1
+        job.updated_at = now
+    session.flush()
+    return list(jobs)
+
+
+def complete(session: Session, job_ids: Sequence[int], *, note: str | None = None) -> None:
+    """Mark jobs done."""
+    if job_ids:
+        session.execute(
+            update(OutboxJob)
+            .where(OutboxJob.id.in_(job_ids))
+            .values(
+                state=JobState.DONE,
+                lease_owner=None,
+                lease_until=None,
+                last_error=note,
+                updated_at=utcnow(),
+            )
+        )
+
+
+def fail(
+    session: Session,
+    job: OutboxJob,
+    error: str,
+    *,
+    retry_after: float | None = None,
+    permanent: bool = False,
+    schedule: RetrySchedule = RetrySchedule(),
+    now: datetime | None = None,
+) -> JobState:
+    """Record a failed try: schedule the next one, or give up (dead) with the channel's reason."""
+    now = now or utcnow()
+    job.last_error = error[:2000]
+    job.lease_owner = None
+    job.lease_until = None
+    job.updated_at = now
+    if permanent or job.attempts >= schedule.max_attempts:
+        job.state = JobState.DEAD
+    else:
+        # A newer job may have been enqueued for the same identity while this one ran: it wins.
+        newer = session.scalar(
+            select(func.count())
+            .select_from(OutboxJob)
+            .where(
+                OutboxJob.identity_key == job.identity_key,
+                OutboxJob.state == JobState.PENDING,
+                OutboxJob.id != job.id,
+            )
+        )
+        if newer:
+            job.state = JobState.DONE
+            job.last_error = f"superseded after: {job.last_error}"
+        else:
+            job.state = JobState.PENDING
+            job.run_after = now + timedelta(seconds=schedule.delay(job.attempts, retry_after, _rng))
+    session.flush()
+    return job.state
+
+
+def release(session: Session, job: OutboxJob, *, run_after: datetime) -> None:
+    """Give a claimed job back untried (its channel cannot be called now), not counting the try."""
+    job.state = JobState.PENDING
+    job.attempts = max(0, job.attempts - 1)
+    job.lease_owner = None
+    job.lease_until = None
+    job.run_after = run_after
+    session.flush()
+
+
+def requeue_dead(session: Session, job_id: int) -> OutboxJob | None:
+    """Put a dead job back to pending with a fresh count of tries; None if it is not dead."""
+    job = session.get(OutboxJob, job_id, with_for_update=True)
+    if job is None or job.state != JobState.DEAD:
+        return None
+    pending = session.scalar(
+        select(func.count())
+        .select_from(OutboxJob)
+        .where(OutboxJob.identity_key == job.identity_key, OutboxJob.state == JobState.PENDING)
+    )
+    if pending:
+        # A newer job for the same thing is already waiting; the dead one is history.
+        return None
+    job.state = JobState.PENDING
+    job.attempts = 0
+    job.run_after = utcnow()
+    job.updated_at = utcnow()
+    session.flush()
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    state: JobState | None = None,
+    channel_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[OutboxJob]:
+    """Jobs, newest first, optionally filtered by state and channel."""
+    query = select(OutboxJob).order_by(OutboxJob.id.desc()).limit(limit).offset(offset)
+    if state is not None:
+        query = query.where(OutboxJob.state == state)
+    if channel_id is not None:
+        query = query.where(OutboxJob.channel_id == channel_id)
+    return list(session.scalars(query))
+
+
+def has_open_work(session: Session, channel_ids: Sequence[int]) -> bool:
+    """True while these channels have dirty listings or stock jobs not yet done or dead."""
+    if not channel_ids:
+        return False
+    open_job = session.scalar(
+        select(OutboxJob.id)
+        .where(
+            OutboxJob.channel_id.in_(channel_ids),
+            OutboxJob.state.in_([JobState.PENDING, JobState.RUNNING]),
+        )
+        .limit(1)
+    )
+    dirty = session.scalar(
+        select(Listing.id)
+        .where(Listing.channel_id.in_(channel_ids), Listing.is_dirty.is_(True))
+        .limit(1)
+    )
+    return open_job is not None or dirty is not None

@@ -1,0 +1,244 @@
+"""Stock out: dirty listings -> channel quantities -> coalesced outbox jobs -> batched pushes.
+
+Planning (in a store transaction) turns every dirty listing into the quantity its channel's rules
+give for the ledger now, drops it when that equals what the channel holds or is about to be told,
+and otherwise enqueues a stock job with a higher sequence number, replacing any pending one.
+Pushing claims up to the connector's batch maximum of a channel's due stock jobs and sends them
+in one call. A listing's applied sequence only grows, and a job at or below it is dropped
+unsent, so no channel receives an older target after a newer one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.base import PushOutcome, StockPushResult, StockTarget
+from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
+from sync.outbox import complete, enqueue, fail
+from sync.reservations import StockRules, channel_available
+
+STOCK_KEY = "stock:{listing_id}"
+MAX_CAS_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class ChannelStockPlan:
+    """What planning needs to know of one channel."""
+
+    channel_id: int
+    rules: StockRules
+    locations: tuple[str, ...]
+
+
+def plan_targets(
+    session: Session, channels: Mapping[int, ChannelStockPlan], *, limit: int = 5000
+) -> dict[int, int]:
+    """Turn dirty listings into stock jobs; answer channel id -> jobs enqueued or replaced."""
+    if not channels:
+        return {}
+    listings = session.scalars(
+        select(Listing)
+        .where(Listing.is_dirty.is_(True), Listing.channel_id.in_(channels))
+        .order_by(Listing.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not listings:
+        return {}
+    queued = _queued_quantities(session, [listing.id for listing in listings])
+    by_channel: dict[int, list[Listing]] = defaultdict(list)
+    for listing in listings:
+        by_channel[listing.channel_id].append(listing)
+
+    enqueued: dict[int, int] = {}
+    now = utcnow()
+    for channel_id, channel_listings in by_channel.items():
+        plan = channels[channel_id]
+        available = channel_available(
+            session, {lst.sku for lst in channel_listings}, plan.locations
+        )
+        for listing in channel_listings:
+            listing.is_dirty = False
+            quantity = plan.rules.apply(available.get(listing.sku, 0))
+            told = queued.get(listing.id, listing.last_pushed_quantity)
+            if quantity == told:
+                continue
+            listing.target_seq += 1
+            enqueue(
+                session,
+                channel_id=channel_id,
+                kind=JobKind.STOCK,
+                identity_key=STOCK_KEY.format(listing_id=listing.id),
+                payload={
+                    "listing_id": listing.id,
+                    "listing_ref": listing.external_ref,
+                    "quantity": quantity,
+                    "seq": listing.target_seq,
+                    "extra": listing.extra or {},
+                },
+                now=now,
+            )
+            enqueued[channel_id] = enqueued.get(channel_id, 0) + 1
+    session.flush()
+    return enqueued
+
+
+def _queued_quantities(session: Session, listing_ids: Sequence[int]) -> dict[int, int]:
+    """listing id -> quantity the channel is about to be told (pending beats running)."""
+    keys = {STOCK_KEY.format(listing_id=i): i for i in listing_ids}
+    queued: dict[int, int] = {}
+    rows = session.execute(
+        select(OutboxJob.identity_key, OutboxJob.state, OutboxJob.payload).where(
+            OutboxJob.identity_key.in_(keys),
+            OutboxJob.state.in_([JobState.PENDING, JobState.RUNNING]),
+        )
+    ).tuples()
+    for key, _state, payload in sorted(rows, key=lambda r: r[1] == JobState.PENDING):
+        queued[keys[key]] = int(payload["quantity"])  # pending sorts last, so it wins
+    return queued
+
+
+@dataclass
+class PushBatch:
+    """Claimed stock jobs of one channel, ready to send, and what was dropped as stale."""
+
+    jobs: list[OutboxJob]
+    targets: list[StockTarget]
+    stale: list[int]
+
+
+def prepare_batch(
+    session: Session, jobs: Sequence[OutboxJob], *, compare_and_swap: bool
+) -> PushBatch:
+    """Build targets for claimed jobs; drop (complete) those a newer push already overtook."""
+    listings = {
+        listing.id: listing
+        for listing in session.scalars(
+            select(Listing).where(Listing.id.in_([j.payload["listing_id"] for j in jobs]))
+        )
+    }
+    batch = PushBatch(jobs=[], targets=[], stale=[])
+    for job in jobs:
+        listing = listings.get(job.payload["listing_id"])
+        if listing is None or job.payload["seq"] <= listing.last_pushed_seq:
+            batch.stale.append(job.id)
+            continue
+        batch.jobs.append(job)
+        batch.targets.append(
+            StockTarget(
+                listing_ref=job.payload["listing_ref"],
+                quantity=job.payload["quantity"],
+                expected=listing.last_pushed_quantity if compare_and_swap else None,
+                extra=job.payload.get("extra") or {},
+            )
+        )
+    complete(session, batch.stale, note="superseded by a newer target")
+    return batch
+
+
+@dataclass
+class PushOutcomeSummary:
+    """Counts of what one batch did, for metrics and logs."""
+
+    applied: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    retried: int = 0
+
+
+def record_results(
+    session: Session,
+    batch: PushBatch,
+    results: Sequence[StockPushResult],
+    *,
+    now: datetime | None = None,
+) -> PushOutcomeSummary:
+    """Apply a channel's per-listing answers to listings and jobs.
+
+    On a compare-and-swap conflict the channel holds `actual` where we believed `expected`: the
+    difference is sales we have not ingested yet, so the target drops by as much and the job goes
+    straight back with the channel's figure as the new expectation.
+    """
+    now = now or utcnow()
+    summary = PushOutcomeSummary()
+    by_ref = {r.listing_ref: r for r in results}
+    listings = {
+        listing.id: listing
+        for listing in session.scalars(
+            select(Listing).where(Listing.id.in_([j.payload["listing_id"] for j in batch.jobs]))
+        )
+    }
+    done: list[int] = []
+    for job, target in zip(batch.jobs, batch.targets, strict=True):
+        listing = listings[job.payload["listing_id"]]
+        result = by_ref.get(target.listing_ref)
+        if result is None:
+            summary.retried += 1
+            fail(session, job, "the channel did not answer for this listing", now=now)
+        elif result.outcome == PushOutcome.APPLIED:
+            summary.applied += 1
+            listing.last_pushed_quantity = target.quantity
+            listing.last_pushed_seq = max(listing.last_pushed_seq, int(job.payload["seq"]))
+            listing.last_pushed_at = now
+            done.append(job.id)
+        elif result.outcome == PushOutcome.CONFLICT and result.actual is not None:
+            summary.conflicts += 1
+            _retarget_after_conflict(session, job, listing, target, result.actual, now)
+        elif result.outcome == PushOutcome.REJECTED:
+            summary.rejected += 1
+            fail(session, job, result.error or "rejected by the channel", permanent=True, now=now)
+        else:
+            summary.retried += 1
+            fail(session, job, result.error or "the channel asked to retry", now=now)
+    complete(session, done)
+    return summary
+
+
+def _retarget_after_conflict(
+    session: Session,
+    job: OutboxJob,
+    listing: Listing,
+    target: StockTarget,
+    actual: int,
+    now: datetime,
+) -> None:
+    believed = target.expected if target.expected is not None else actual
+    unseen_sales = believed - actual
+    # Only units that vanished are sales; a channel holding more than we told it (a manual
+    # edit there) does not make us show more than the ledger allows.
+    quantity = max(0, target.quantity - max(0, unseen_sales))
+    listing.last_pushed_quantity = actual
+    rounds = int(job.payload.get("cas_rounds", 0)) + 1
+    if rounds > MAX_CAS_ROUNDS:
+        fail(session, job, f"compare-and-swap lost {rounds - 1} times in a row", now=now)
+        return
+    payload: dict[str, Any] = {**job.payload, "quantity": quantity, "cas_rounds": rounds}
+    if quantity == actual:
+        # The channel already shows what we want: nothing left to send.
+        listing.last_pushed_seq = max(listing.last_pushed_seq, int(job.payload["seq"]))
+        complete(session, [job.id], note="channel already at the target after a conflict")
+        return
+    # A newer pending target for this listing may exist already; then it wins and this one ends.
+    newer = session.scalar(
+        select(OutboxJob.id).where(
+            OutboxJob.identity_key == job.identity_key,
+            OutboxJob.state == JobState.PENDING,
+            OutboxJob.id != job.id,
+        )
+    )
+    if newer is not None:
+        complete(session, [job.id], note="superseded after a conflict")
+        return
+    job.payload = payload
+    job.state = JobState.PENDING
+    job.run_after = now
+    job.lease_owner = None
+    job.lease_until = None
+    session.flush()
