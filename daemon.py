@@ -155,8 +155,10 @@ def _configure_logging(app_config: AppConfig) -> None:
 
 def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = None) -> int:
     """Build the service from the config and run it on a fresh event loop."""
+    from connectors.registry import connector_for
     from sync.db import Database
-    from sync.service import Listener, Service, ServiceSettings
+    from sync.reservations import StockRules
+    from sync.service import ChannelSpec, Listener, Service, ServiceSettings
 
     _configure_logging(app_config)
     main = app_config.main
@@ -166,15 +168,34 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
         admin_token=main.admin.token.reveal(),
         drain_deadline_s=main.shutdown.drain_deadline_s,
         auto_migrate=main.database.auto_migrate,
-        channels={name: (ch.kind, ch.enabled) for name, ch in app_config.channels.items()},
+        channels={
+            name: ChannelSpec(
+                kind=ch.kind,
+                enabled=ch.enabled,
+                rules=StockRules(**ch.stock.model_dump()),
+                locations=tuple(ch.locations),
+            )
+            for name, ch in app_config.channels.items()
+        },
         inbox_retention_days=main.retention.webhook_inbox_days,
         events_retention_days=main.retention.events_days,
         version=_version(),
     )
     log.info("channel-sync %s starting", settings.version)
+    connectors = {}
+    for name, channel in app_config.channels.items():
+        factory = connector_for(channel.kind)
+        if factory is None:
+            log.warning(
+                "channel %s: no %s connector in this version; the channel stays idle",
+                name,
+                channel.kind,
+            )
+        elif channel.enabled:
+            connectors[name] = factory(channel)
     db = Database(app_config.database_url, pool_size=main.database.pool_size)
     try:
-        service = Service(settings, db, on_ready=on_ready)
+        service = Service(settings, db, on_ready=on_ready, connectors=connectors)
         return asyncio.run(service.run())
     except OSError as exc:
         log.error("%s", exc)

@@ -8,7 +8,7 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -16,13 +16,17 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from starlette.applications import Starlette
 
+from connectors.base import Connector
 from sync.channels import register_channels
 from sync.db import Database, SchemaOutOfDateError, ensure_schema
 from sync.http.admin import AdminContext, create_admin_app
 from sync.http.webhooks import create_webhook_app
 from sync.metrics import Metrics
+from sync.pusher import PushChannel, StockPusher
+from sync.reservations import StockRules
 from sync.retention import purge_expired
 from sync.sdnotify import Notifier
+from sync.stock_push import ChannelStockPlan
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,16 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class ChannelSpec:
+    """What the engine needs of one channel file."""
+
+    kind: str
+    enabled: bool
+    rules: StockRules = field(default_factory=StockRules)
+    locations: tuple[str, ...] = ("default",)
+
+
+@dataclass(frozen=True)
 class ServiceSettings:
     """What the lifecycle needs from the config, and nothing else."""
 
@@ -45,7 +59,7 @@ class ServiceSettings:
     admin_token: str
     drain_deadline_s: float
     auto_migrate: bool
-    channels: Mapping[str, tuple[str, bool]]  # name -> (kind, enabled)
+    channels: Mapping[str, ChannelSpec]
     inbox_retention_days: int
     events_retention_days: int
     version: str
@@ -53,7 +67,7 @@ class ServiceSettings:
     @property
     def enabled_channels(self) -> frozenset[str]:
         """Names of the channels that are switched on."""
-        return frozenset(name for name, (_, enabled) in self.channels.items() if enabled)
+        return frozenset(name for name, spec in self.channels.items() if spec.enabled)
 
 
 class Worker(Protocol):
@@ -111,12 +125,15 @@ class Service:
         metrics: Metrics | None = None,
         notifier: Notifier | None = None,
         on_ready: Callable[[Service], None] | None = None,
+        connectors: Mapping[str, Connector] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.metrics = metrics or Metrics(settings.version)
         self.notifier = notifier or Notifier()
         self.workers = list(workers)
+        self.connectors = dict(connectors or {})
+        self.pusher: StockPusher | None = None
         self.webhook_app = webhook_app or create_webhook_app({})
         self.stop_event = asyncio.Event()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -142,7 +159,21 @@ class Service:
         except SchemaOutOfDateError as exc:
             log.error("%s", exc)
             return 3
-        await asyncio.to_thread(self._register_channels)
+        channel_ids = await asyncio.to_thread(self._register_channels)
+        self.pusher = StockPusher(
+            self.db,
+            [
+                PushChannel(
+                    name,
+                    self.connectors[name],
+                    ChannelStockPlan(channel_ids[name], spec.rules, spec.locations),
+                )
+                for name, spec in self.settings.channels.items()
+                if spec.enabled and name in self.connectors
+            ],
+            metrics=self.metrics,
+        )
+        self.workers.append(self.pusher)
         self.metrics.watch_store(self.db.read_session)
         admin_ctx = AdminContext(
             db=self.db,
@@ -151,6 +182,7 @@ class Service:
             enabled_channels=set(self.settings.enabled_channels),
             schema_problem=lambda: self._schema_problem,
             is_draining=lambda: self._draining,
+            on_ledger_change=self.pusher.wake,
         )
         servers = []
         for listener, app in (
@@ -255,9 +287,12 @@ class Service:
             self.notifier.watchdog()
             await asyncio.sleep(interval.total_seconds() / 2)
 
-    def _register_channels(self) -> None:
+    def _register_channels(self) -> dict[str, int]:
         with self.db.session() as session:
-            register_channels(session, self.settings.channels)
+            return register_channels(
+                session,
+                {name: (spec.kind, spec.enabled) for name, spec in self.settings.channels.items()},
+            )
 
     def _schedule_housekeeping(self) -> None:
         self.scheduler.add_job(

@@ -37,6 +37,9 @@ class AdminContext:
     schema_problem: Callable[[], str | None]
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     is_draining: Callable[[], bool] = lambda: False
+    # Called after a commit that changed the ledger (stock set, order cancelled...): wakes the
+    # stock pusher so channels hear of it within a round trip.
+    on_ledger_change: Callable[[], None] = lambda: None
 
 
 class BearerAuthMiddleware(BaseHTTPMiddleware):
