@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import Order, OrderStatus
-from sync.models import Event, OrderLine, Reservation
+from sync.models import Event, Listing, OrderLine, Reservation
 from sync.models import Order as OrderRow
 from sync.reservations import (
     adjust_on_hand,
@@ -100,6 +100,7 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
             components.add(res.sku)
     lock_skus(session, components | set(ours))
     ledger = _Ledger(session, channel, available_by_location(session, components))
+    sold_here: dict[str, int] = {}
 
     for order, row in todo:
         if row is None:
@@ -108,8 +109,18 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
             result.created.append(order.external_id)
         else:
             result.updated.append(order.external_id)
+        before = {
+            line.external_line_id: line.quantity - line.quantity_cancelled for line in row.lines
+        }
         _copy_order(row, order)
         lines = _upsert_lines(row, order, ours)
+        if order.is_reserving:
+            for line in lines:
+                sold = (line.quantity - line.quantity_cancelled) - before.get(
+                    line.external_line_id, 0
+                )
+                if line.sku is not None and sold > 0:
+                    sold_here[line.sku] = sold_here.get(line.sku, 0) + sold
         session.flush()
         for line in lines:
             if line.sku is None:
@@ -131,10 +142,28 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
             )
         )
 
+    _lower_channel_belief(session, channel.id, sold_here)
     newly, _ = recompute_oversold(session, ledger.touched)
     result.newly_oversold = newly
     result.dirty_channels = mark_dirty(session, ledger.touched | set(ours))
     return result
+
+
+def _lower_channel_belief(session: Session, channel_id: int, sold: Mapping[str, int]) -> None:
+    """A marketplace lowers its own count when it sells: so must what we believe it holds.
+
+    Without this, a compare-and-swap push would read the sale as an unseen one and subtract it
+    a second time, and a rule that maps the new ledger to the old figure (a cap, a percentage)
+    would skip the push that repairs the channel.
+    """
+    if not sold:
+        return
+    for listing in session.scalars(
+        select(Listing).where(Listing.channel_id == channel_id, Listing.sku.in_(sold))
+    ):
+        if listing.last_pushed_quantity is not None:
+            listing.last_pushed_quantity = max(0, listing.last_pushed_quantity - sold[listing.sku])
+            listing.is_dirty = True
 
 
 def _copy_order(row: OrderRow, order: Order) -> None:

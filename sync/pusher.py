@@ -25,7 +25,7 @@ from connectors.errors import (
 from sync.db import Database
 from sync.metrics import Metrics
 from sync.models import JobKind, OutboxJob
-from sync.outbox import claim, fail, has_open_work
+from sync.outbox import RetrySchedule, claim, fail, has_open_work
 from sync.stock_push import (
     ChannelStockPlan,
     PushBatch,
@@ -68,6 +68,7 @@ class StockPusher:
         owner: str | None = None,
         lease: timedelta = timedelta(seconds=120),
         idle_s: float = 1.0,
+        retry: RetrySchedule | None = None,
     ) -> None:
         self.db = db
         self.channels = {c.channel_id: c for c in channels}
@@ -75,11 +76,13 @@ class StockPusher:
         self.owner = owner or f"pusher-{uuid.uuid4().hex[:12]}"
         self.lease = lease
         self.idle_s = idle_s
+        self.retry = retry or RetrySchedule()
         self.summary = PushOutcomeSummary()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drains: dict[int, asyncio.Task[None]] = {}
         self._round_done = asyncio.Event()
+        self._stopped = False
 
     def wake(self) -> None:
         """Ask for a planning round now; safe from any thread."""
@@ -92,6 +95,8 @@ class StockPusher:
         """Return once nothing is dirty, claimed or pending (tests and benchmarks wrap it in a
         timeout); jobs waiting out a retry delay keep it waiting."""
         while True:
+            if self._stopped:
+                raise RuntimeError("the stock pusher is not running")
             self._round_done.clear()
             self.wake()
             await self._round_done.wait()
@@ -104,6 +109,7 @@ class StockPusher:
     async def run(self, stop: asyncio.Event) -> None:
         """Plan and push until `stop` is set; in-flight batches finish first."""
         self._loop = asyncio.get_running_loop()
+        self._stopped = False
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -115,8 +121,15 @@ class StockPusher:
                 if stop.is_set():
                     break
                 self._wake.clear()
-                await self._round(stop)
+                try:
+                    await self._round(stop)
+                except Exception:
+                    # The supervisor: a store hiccup must not end stock pushing for good.
+                    log.exception("stock pusher round failed; retrying in %.1f s", self.idle_s)
+                    self._round_done.set()
         finally:
+            self._stopped = True
+            self._round_done.set()
             stopping.cancel()
             if self._drains:
                 await asyncio.gather(*self._drains.values(), return_exceptions=True)
@@ -185,6 +198,13 @@ class StockPusher:
                 return batch
 
     async def _push(self, channel: PushChannel, batch: PushBatch) -> None:
+        try:
+            await self._push_batch(channel, batch)
+        except Exception:
+            # The supervisor: the jobs stay claimed and are taken again when their lease ends.
+            log.exception("stock push to %s could not be recorded", channel.name)
+
+    async def _push_batch(self, channel: PushChannel, batch: PushBatch) -> None:
         if self.metrics:
             self.metrics.api_calls.labels(channel.name, "push_stock").inc()
         try:
@@ -206,7 +226,7 @@ class StockPusher:
             # Reload the claimed rows in this transaction; the claim's session is closed.
             jobs = [session.get_one(OutboxJob, job.id) for job in batch.jobs]
             fresh = PushBatch(jobs=jobs, targets=batch.targets, stale=[])
-            return record_results(session, fresh, results)
+            return record_results(session, fresh, results, schedule=self.retry)
 
     def _fail_batch(self, channel: PushChannel, batch: PushBatch, exc: ConnectorError) -> None:
         retry_after = getattr(exc, "retry_after", None)
@@ -224,5 +244,6 @@ class StockPusher:
                     f"{type(exc).__name__}: {exc}",
                     retry_after=retry_after,
                     permanent=permanent,
+                    schedule=self.retry,
                 )
         self.summary.retried += 0 if permanent else len(batch.jobs)

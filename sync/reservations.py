@@ -114,13 +114,13 @@ def available_by_location(session: Session, skus: Iterable[str]) -> dict[str, di
         select(StockLevel.sku, StockLevel.location, StockLevel.on_hand).where(
             StockLevel.sku.in_(wanted)
         )
-    ).tuples():
+    ):
         result[sku][location] = on_hand
     for sku, location, reserved in session.execute(
         select(Reservation.sku, Reservation.location, func.sum(Reservation.reserved))
         .where(Reservation.sku.in_(wanted))
         .group_by(Reservation.sku, Reservation.location)
-    ).tuples():
+    ):
         result[sku][location] = result[sku].get(location, 0) - int(reserved or 0)
     return result
 
@@ -231,7 +231,7 @@ def _covering_orders(session: Session, sku: str, location: str, deficit: int) ->
         .join(OrderLine, Reservation.order_line_id == OrderLine.id)
         .where(Reservation.sku == sku, Reservation.location == location, Reservation.reserved > 0)
         .order_by(Reservation.id.desc())
-    ).tuples()
+    )
     for order_id, reserved in rows:
         orders.add(order_id)
         covered += reserved
@@ -261,6 +261,6 @@ def ledger_totals(session: Session) -> dict[str, tuple[int, int]]:
         select(
             Reservation.sku, func.sum(Reservation.reserved), func.sum(Reservation.consumed)
         ).group_by(Reservation.sku)
-    ).tuples():
+    ):
         totals[sku] = (int(reserved or 0), int(consumed or 0))
     return dict(totals)

@@ -40,7 +40,7 @@ def channel_statuses(session: Session, now: datetime) -> list[ChannelStatus]:
             select(OutboxJob.channel_id, OutboxJob.state, func.count())
             .where(OutboxJob.state.in_([JobState.PENDING, JobState.RUNNING, JobState.DEAD]))
             .group_by(OutboxJob.channel_id, OutboxJob.state)
-        ).tuples()
+        )
     }
     statuses = []
     for channel in session.scalars(select(Channel).order_by(Channel.name)):

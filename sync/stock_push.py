@@ -14,14 +14,13 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import PushOutcome, StockPushResult, StockTarget
 from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
-from sync.outbox import complete, enqueue, fail
+from sync.outbox import RetrySchedule, complete, enqueue, fail
 from sync.reservations import StockRules, channel_available
 
 STOCK_KEY = "stock:{listing_id}"
@@ -99,7 +98,7 @@ def _queued_quantities(session: Session, listing_ids: Sequence[int]) -> dict[int
             OutboxJob.identity_key.in_(keys),
             OutboxJob.state.in_([JobState.PENDING, JobState.RUNNING]),
         )
-    ).tuples()
+    )
     for key, _state, payload in sorted(rows, key=lambda r: r[1] == JobState.PENDING):
         queued[keys[key]] = int(payload["quantity"])  # pending sorts last, so it wins
     return queued
@@ -130,12 +129,17 @@ def prepare_batch(
         if listing is None or job.payload["seq"] <= listing.last_pushed_seq:
             batch.stale.append(job.id)
             continue
+        # The belief when this push left: sales ingested while it is in flight lower it, and
+        # the result needs to know by how much.
+        job.payload = {**job.payload, "belief_at_claim": listing.last_pushed_quantity}
+        unseen = int(job.payload.get("unseen", 0))
+        expected = job.payload.get("expected", listing.last_pushed_quantity)
         batch.jobs.append(job)
         batch.targets.append(
             StockTarget(
                 listing_ref=job.payload["listing_ref"],
-                quantity=job.payload["quantity"],
-                expected=listing.last_pushed_quantity if compare_and_swap else None,
+                quantity=max(0, int(job.payload["quantity"]) - unseen),
+                expected=expected if compare_and_swap else None,
                 extra=job.payload.get("extra") or {},
             )
         )
@@ -159,6 +163,7 @@ def record_results(
     results: Sequence[StockPushResult],
     *,
     now: datetime | None = None,
+    schedule: RetrySchedule | None = None,
 ) -> PushOutcomeSummary:
     """Apply a channel's per-listing answers to listings and jobs.
 
@@ -167,6 +172,7 @@ def record_results(
     straight back with the channel's figure as the new expectation.
     """
     now = now or utcnow()
+    schedule = schedule or RetrySchedule()
     summary = PushOutcomeSummary()
     by_ref = {r.listing_ref: r for r in results}
     listings = {
@@ -181,10 +187,16 @@ def record_results(
         result = by_ref.get(target.listing_ref)
         if result is None:
             summary.retried += 1
-            fail(session, job, "the channel did not answer for this listing", now=now)
+            fail(
+                session,
+                job,
+                "the channel did not answer for this listing",
+                now=now,
+                schedule=schedule,
+            )
         elif result.outcome == PushOutcome.APPLIED:
             summary.applied += 1
-            listing.last_pushed_quantity = target.quantity
+            listing.last_pushed_quantity = _belief_after_apply(job, listing, target)
             listing.last_pushed_seq = max(listing.last_pushed_seq, int(job.payload["seq"]))
             listing.last_pushed_at = now
             done.append(job.id)
@@ -193,12 +205,44 @@ def record_results(
             _retarget_after_conflict(session, job, listing, target, result.actual, now)
         elif result.outcome == PushOutcome.REJECTED:
             summary.rejected += 1
-            fail(session, job, result.error or "rejected by the channel", permanent=True, now=now)
+            fail(
+                session,
+                job,
+                result.error or "rejected by the channel",
+                permanent=True,
+                now=now,
+                schedule=schedule,
+            )
         else:
             summary.retried += 1
-            fail(session, job, result.error or "the channel asked to retry", now=now)
+            fail(
+                session,
+                job,
+                result.error or "the channel asked to retry",
+                now=now,
+                schedule=schedule,
+            )
     complete(session, done)
     return summary
+
+
+def _belief_after_apply(job: OutboxJob, listing: Listing, target: StockTarget) -> int:
+    """What we believe the channel holds once it applied `target`.
+
+    The belief counts the channel's sales we have not ingested yet as not made (`unseen` adds
+    them back), so each sale is subtracted exactly once: by ingest, whichever path noticed it
+    first. With compare-and-swap a push applies only if nothing sold since we read the channel,
+    so the sales ingested while it was in flight came after it and are subtracted too. Without
+    it an absolute set may have erased such a sale: assume it did, so the next planning round
+    pushes the ledger's figure rather than skipping a needed correction.
+    """
+    if target.expected is None:
+        return target.quantity
+    believed = target.quantity + int(job.payload.get("unseen", 0))
+    at_claim = job.payload.get("belief_at_claim")
+    now = listing.last_pushed_quantity
+    in_flight_sales = max(0, int(at_claim) - now) if at_claim is not None and now is not None else 0
+    return max(0, believed - in_flight_sales)
 
 
 def _retarget_after_conflict(
@@ -209,23 +253,23 @@ def _retarget_after_conflict(
     actual: int,
     now: datetime,
 ) -> None:
-    believed = target.expected if target.expected is not None else actual
-    unseen_sales = believed - actual
-    # Only units that vanished are sales; a channel holding more than we told it (a manual
+    """The channel holds `actual` where we believed more: sales we have not ingested yet."""
+    believed = listing.last_pushed_quantity if listing.last_pushed_quantity is not None else actual
+    # Only units that vanished are sales; a channel holding more than we believe (a manual
     # edit there) does not make us show more than the ledger allows.
-    quantity = max(0, target.quantity - max(0, unseen_sales))
-    listing.last_pushed_quantity = actual
+    unseen = max(0, believed - actual)
     rounds = int(job.payload.get("cas_rounds", 0)) + 1
     if rounds > MAX_CAS_ROUNDS:
         fail(session, job, f"compare-and-swap lost {rounds - 1} times in a row", now=now)
         return
-    payload: dict[str, Any] = {**job.payload, "quantity": quantity, "cas_rounds": rounds}
-    if quantity == actual:
+    if max(0, int(job.payload["quantity"]) - unseen) == actual:
         # The channel already shows what we want: nothing left to send.
         listing.last_pushed_seq = max(listing.last_pushed_seq, int(job.payload["seq"]))
         complete(session, [job.id], note="channel already at the target after a conflict")
         return
-    # A newer pending target for this listing may exist already; then it wins and this one ends.
+    adjustment = {"unseen": unseen, "expected": actual, "cas_rounds": rounds}
+    # A newer pending target for this listing may exist already; then it wins, with what this
+    # conflict taught us.
     newer = session.scalar(
         select(OutboxJob.id).where(
             OutboxJob.identity_key == job.identity_key,
@@ -234,9 +278,11 @@ def _retarget_after_conflict(
         )
     )
     if newer is not None:
+        pending = session.get_one(OutboxJob, newer)
+        pending.payload = {**pending.payload, **adjustment}
         complete(session, [job.id], note="superseded after a conflict")
         return
-    job.payload = payload
+    job.payload = {**job.payload, **adjustment}
     job.state = JobState.PENDING
     job.run_after = now
     job.lease_owner = None
