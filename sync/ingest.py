@@ -39,6 +39,9 @@ class ChannelRef:
     id: int
     name: str
     locations: tuple[str, ...] = ("default",)
+    # With compare-and-swap no push can erase a sale on the channel, so the channel's own count
+    # can be followed sale by sale; without it, after a sale we no longer know what it shows.
+    compare_and_swap: bool = False
 
 
 @dataclass
@@ -142,28 +145,34 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
             )
         )
 
-    _lower_channel_belief(session, channel.id, sold_here)
+    _lower_channel_belief(session, channel, sold_here)
     newly, _ = recompute_oversold(session, ledger.touched)
     result.newly_oversold = newly
     result.dirty_channels = mark_dirty(session, ledger.touched | set(ours))
     return result
 
 
-def _lower_channel_belief(session: Session, channel_id: int, sold: Mapping[str, int]) -> None:
+def _lower_channel_belief(session: Session, channel: ChannelRef, sold: Mapping[str, int]) -> None:
     """A marketplace lowers its own count when it sells: so must what we believe it holds.
 
     Without this, a compare-and-swap push would read the sale as an unseen one and subtract it
     a second time, and a rule that maps the new ledger to the old figure (a cap, a percentage)
-    would skip the push that repairs the channel.
+    would skip the push that repairs the channel. Without compare-and-swap an absolute push may
+    have landed after the sale and erased it, so the count becomes unknown and the ledger's
+    figure is pushed again.
     """
     if not sold:
         return
     for listing in session.scalars(
-        select(Listing).where(Listing.channel_id == channel_id, Listing.sku.in_(sold))
+        select(Listing).where(Listing.channel_id == channel.id, Listing.sku.in_(sold))
     ):
-        if listing.last_pushed_quantity is not None:
+        listing.is_dirty = True
+        if listing.last_pushed_quantity is None:
+            continue
+        if channel.compare_and_swap:
             listing.last_pushed_quantity = max(0, listing.last_pushed_quantity - sold[listing.sku])
-            listing.is_dirty = True
+        else:
+            listing.last_pushed_quantity = None
 
 
 def _copy_order(row: OrderRow, order: Order) -> None:
