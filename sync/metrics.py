@@ -9,8 +9,11 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connectors.base import OrderStatus
+from sync.models import Channel, Order, OrderLine
 from sync.status import channel_statuses
 
 
@@ -82,14 +85,53 @@ class _StoreCollector(Collector):
             "Seconds since the channel's last successful poll.",
             labels=["channel"],
         )
+        unmapped = GaugeMetricFamily(
+            "channel_sync_unmapped_lines",
+            "Order lines whose channel SKU is none of ours, on orders not cancelled, by channel.",
+            labels=["channel"],
+        )
+        oversold = GaugeMetricFamily(
+            "channel_sync_oversold_orders",
+            "Orders flagged oversold (reserved beyond stock), by channel.",
+            labels=["channel"],
+        )
         with self._read_session() as session:
             statuses = channel_statuses(session, datetime.now(UTC))
+            unmapped_counts = _unmapped_lines_by_channel(session)
+            oversold_counts = _oversold_orders_by_channel(session)
         for status in statuses:
             jobs.add_metric([status.name, "pending"], status.jobs_pending)
             jobs.add_metric([status.name, "dead"], status.jobs_dead)
             up.add_metric([status.name, status.state], 1.0 if status.state == "ok" else 0.0)
             if status.lag_s is not None:
                 lag.add_metric([status.name], status.lag_s)
+            unmapped.add_metric([status.name], unmapped_counts.get(status.name, 0))
+            oversold.add_metric([status.name], oversold_counts.get(status.name, 0))
         yield jobs
         yield up
         yield lag
+        yield unmapped
+        yield oversold
+
+
+def _unmapped_lines_by_channel(session: Session) -> dict[str, int]:
+    return dict(
+        session.execute(
+            select(Channel.name, func.count(OrderLine.id))
+            .join(Order, Order.channel_id == Channel.id)
+            .join(OrderLine, OrderLine.order_id == Order.id)
+            .where(OrderLine.sku.is_(None), Order.status != OrderStatus.CANCELLED)
+            .group_by(Channel.name)
+        ).all()
+    )
+
+
+def _oversold_orders_by_channel(session: Session) -> dict[str, int]:
+    return dict(
+        session.execute(
+            select(Channel.name, func.count(Order.id))
+            .join(Order, Order.channel_id == Channel.id)
+            .where(Order.is_oversold.is_(True))
+            .group_by(Channel.name)
+        ).all()
+    )

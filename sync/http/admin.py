@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -19,7 +23,28 @@ from starlette.routing import Route
 
 from sync.db import Database
 from sync.metrics import Metrics
+from sync.models import JobState, OutboxJob
+from sync.orders_view import (
+    QueryError,
+    QueryParams,
+    channel_names,
+    job_json,
+    jobs_page,
+    order_detail,
+    orders_page,
+    stock_item,
+    stock_page,
+)
+from sync.outbox import requeue_dead
 from sync.status import channel_statuses, readiness_problems
+from sync.stock_ops import (
+    LOCATION_MAX,
+    ON_HAND_MAX,
+    BundleStockError,
+    StockInputError,
+    UnknownSkuError,
+    set_stock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +151,143 @@ async def status(request: Request) -> Response:
     )
 
 
+def _error(status_code: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status_code)
+
+
+async def _read(
+    request: Request,
+    allowed: tuple[str, ...],
+    read: Callable[[Session, QueryParams], dict[str, Any] | None],
+    missing: str = "",
+) -> Response:
+    """Run one read in a snapshot off the event loop; 400 for a bad parameter, 404 for None."""
+    ctx = _context(request)
+
+    def run() -> dict[str, Any] | None:
+        params = QueryParams(request.query_params.multi_items(), allowed)
+        with ctx.db.read_session() as session:
+            return read(session, params)
+
+    try:
+        data = await run_in_threadpool(run)
+    except QueryError as exc:
+        return _error(400, "bad_request", str(exc))
+    if data is None:
+        return _error(404, "not_found", missing)
+    return JSONResponse(data)
+
+
+def _path_id(request: Request, name: str) -> int | None:
+    raw = str(request.path_params[name])
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+
+
+async def stock_list(request: Request) -> Response:
+    """Every SKU's stock, paginated by `cursor`."""
+    return await _read(request, ("limit", "cursor"), stock_page)
+
+
+async def stock_one(request: Request) -> Response:
+    """One SKU's on hand, reserved and available per location, and what each channel was told."""
+    sku = request.path_params["sku"]
+    return await _read(request, (), lambda s, _: stock_item(s, sku), f"no SKU {sku!r}")
+
+
+class StockSetBody(BaseModel):
+    """Body of `PUT /api/stock/{sku}`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    location: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=LOCATION_MAX)
+    ]
+    on_hand: Annotated[StrictInt, Field(ge=0, le=ON_HAND_MAX)]
+
+
+async def stock_set(request: Request) -> Response:
+    """Set a SKU's on hand at one location; wakes the pusher after the commit."""
+    ctx = _context(request)
+    sku = request.path_params["sku"]
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        return _error(400, "bad_request", "send the body as JSON (Content-Type: application/json)")
+    try:
+        payload = json.loads(await request.body())
+    except json.JSONDecodeError as exc:
+        return _error(400, "bad_request", f"body is not valid JSON: {exc.msg} at char {exc.pos}")
+    except UnicodeDecodeError:
+        return _error(400, "bad_request", "body is not UTF-8 JSON")
+    try:
+        body = StockSetBody.model_validate(payload)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        return _error(422, "invalid", "; ".join(problems))
+
+    def write(session: Session) -> dict[str, Any] | None:
+        set_stock(session, sku, body.location, body.on_hand)
+        return stock_item(session, sku)
+
+    try:
+        item = await run_in_threadpool(ctx.db.transact, write)
+    except UnknownSkuError as exc:
+        return _error(404, "not_found", str(exc))
+    except BundleStockError as exc:
+        return _error(409, "conflict", str(exc))
+    except StockInputError as exc:
+        return _error(422, "invalid", str(exc))
+    ctx.on_ledger_change()
+    return JSONResponse(item)
+
+
+async def orders_list(request: Request) -> Response:
+    """Canonical orders, newest first; filters `channel`, `status`, `oversold`."""
+    allowed = ("channel", "status", "oversold", "limit", "cursor")
+    return await _read(request, allowed, orders_page)
+
+
+async def order_one(request: Request) -> Response:
+    """One order with its lines and reservations."""
+    order_id = _path_id(request, "order_id")
+    if order_id is None:
+        return _error(400, "bad_request", "order id must be a whole number")
+    return await _read(request, (), lambda s, _: order_detail(s, order_id), f"no order {order_id}")
+
+
+async def jobs_list(request: Request) -> Response:
+    """Outbox jobs, newest first; filters `state` and `channel`, paged by `limit`/`offset`."""
+    return await _read(request, ("state", "channel", "limit", "offset"), jobs_page)
+
+
+async def job_retry(request: Request) -> Response:
+    """Requeue a dead job with a fresh count of tries."""
+    ctx = _context(request)
+    job_id = _path_id(request, "job_id")
+    if job_id is None:
+        return _error(400, "bad_request", "job id must be a whole number")
+
+    def write(session: Session) -> JSONResponse:
+        job = session.get(OutboxJob, job_id, with_for_update=True)
+        if job is None:
+            return _error(404, "not_found", f"no job {job_id}")
+        if job.state != JobState.DEAD:
+            detail = f"job {job_id} is {job.state.value}; only dead jobs can be retried"
+            return _error(409, "conflict", detail)
+        requeued = requeue_dead(session, job_id)
+        if requeued is None:
+            detail = f"a newer job for {job.identity_key} is already pending"
+            return _error(409, "conflict", detail)
+        return JSONResponse(job_json(requeued, channel_names(session)))
+
+    answer = await run_in_threadpool(ctx.db.transact, write)
+    if answer.status_code == 200:
+        ctx.on_ledger_change()
+    return answer
+
+
 def create_admin_app(ctx: AdminContext) -> Starlette:
     """Build the admin app around a context."""
     app = Starlette(
@@ -134,6 +296,13 @@ def create_admin_app(ctx: AdminContext) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/api/status", status),
+            Route("/api/stock", stock_list),
+            Route("/api/stock/{sku:path}", stock_one, methods=["GET"]),
+            Route("/api/stock/{sku:path}", stock_set, methods=["PUT"]),
+            Route("/api/orders", orders_list),
+            Route("/api/orders/{order_id}", order_one),
+            Route("/api/jobs", jobs_list),
+            Route("/api/jobs/{job_id}/retry", job_retry, methods=["POST"]),
         ],
         middleware=[Middleware(BearerAuthMiddleware, token=ctx.token)],
     )

@@ -1,0 +1,109 @@
+"""The webhook inbox: raw deliveries persisted before the channel is answered, then processed.
+
+A receiver verifies a delivery, calls `record_delivery` and commits, and only then answers 200
+(durable before visible). Channels deliver at least once, so the same delivery id can arrive
+twice, even at two instances at the same moment: the unique (channel, delivery id) key keeps one
+row and `record_delivery` says whether this call stored it. A processor claims received rows
+oldest first (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so instances share the work), ingests them
+in the same transaction and marks them processed; a delivery whose processing failed is retried
+up to `max_attempts` times and then left `failed` for an operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from sync.models import InboxState, WebhookDelivery, utcnow
+
+MAX_ATTEMPTS = 5
+ERROR_MAX = 2000
+
+
+def record_delivery(
+    session: Session,
+    *,
+    channel_id: int,
+    delivery_id: str,
+    topic: str,
+    body: bytes,
+    now: datetime | None = None,
+) -> bool:
+    """Store a verified delivery unless this channel already sent this delivery id; True if new."""
+    if not delivery_id:
+        raise ValueError("a delivery needs the channel's delivery id to be deduplicated")
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(WebhookDelivery)
+        .values(
+            channel_id=channel_id,
+            delivery_id=delivery_id,
+            topic=topic,
+            body=body,
+            state=InboxState.RECEIVED,
+            attempts=0,
+            received_at=now or utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["channel_id", "delivery_id"])
+        .returning(WebhookDelivery.id)
+    )
+    # A concurrent insert of the same key waits for the other transaction, then does nothing.
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def claim_deliveries(
+    session: Session, limit: int, *, channel_id: int | None = None
+) -> list[WebhookDelivery]:
+    """Received deliveries, oldest first, locked for this transaction (skipping others' rows)."""
+    query = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.state == InboxState.RECEIVED)
+        .order_by(WebhookDelivery.received_at, WebhookDelivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if channel_id is not None:
+        query = query.where(WebhookDelivery.channel_id == channel_id)
+    return list(session.scalars(query))
+
+
+def mark_processed(session: Session, ids: Sequence[int], *, now: datetime | None = None) -> None:
+    """Mark deliveries processed (in the transaction that applied them)."""
+    if ids:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(list(ids)))
+            .values(state=InboxState.PROCESSED, processed_at=now or utcnow(), error=None)
+        )
+
+
+def mark_failed(
+    session: Session,
+    delivery: WebhookDelivery,
+    error: str,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    now: datetime | None = None,
+) -> InboxState:
+    """Count a failed try: keep the delivery for another, or give up (failed) after max_attempts.
+
+    `delivery` may come from a transaction that was rolled back: the row is re-read and locked
+    here, so the count is right however many processors failed on it.
+    """
+    row = session.get(WebhookDelivery, delivery.id, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise LookupError(f"webhook delivery {delivery.id} is gone")
+    if row.state != InboxState.RECEIVED:
+        return row.state  # another processor finished or gave up on it meanwhile
+    row.attempts += 1
+    row.error = error[:ERROR_MAX]
+    if row.attempts >= max_attempts:
+        row.state = InboxState.FAILED
+        row.processed_at = now or utcnow()
+    session.flush()
+    return row.state
