@@ -21,6 +21,10 @@ RawPayload = Mapping[str, Any]
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
+class InvalidValueError(ValueError):
+    """A value type refused its input; the message names the field, never echoes buyer data."""
+
+
 class OrderStatus(enum.StrEnum):
     """Canonical order status, whatever the channel calls it."""
 
@@ -33,7 +37,7 @@ class OrderStatus(enum.StrEnum):
 
 def _require_aware(name: str, value: datetime | None) -> None:
     if value is not None and value.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware")
+        raise InvalidValueError(f"{name} must be timezone-aware")
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,9 @@ class Money:
 
     def __post_init__(self) -> None:
         if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
-            raise ValueError(f"money amount must be a finite Decimal, got {self.amount!r}")
+            raise InvalidValueError(f"money amount must be a finite Decimal, got {self.amount!r}")
         if not _CURRENCY.match(self.currency):
-            raise ValueError(f"currency must be an ISO 4217 code, got {self.currency!r}")
+            raise InvalidValueError(f"currency must be an ISO 4217 code, got {self.currency!r}")
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,15 @@ class OrderLine:
         for name in ("quantity", "quantity_cancelled", "quantity_shipped"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"line {self.external_line_id}: {name} must be an integer >= 0")
+                raise InvalidValueError(
+                    f"line {self.external_line_id}: {name} must be an integer >= 0"
+                )
         if self.quantity_cancelled + self.quantity_shipped > self.quantity:
-            raise ValueError(
+            raise InvalidValueError(
                 f"line {self.external_line_id}: cancelled + shipped exceeds the quantity ordered"
             )
         if not self.external_line_id or not self.sku:
-            raise ValueError("a line needs its channel line id and a SKU")
+            raise InvalidValueError("a line needs its channel line id and a SKU")
 
     @property
     def live_quantity(self) -> int:
@@ -116,16 +122,18 @@ class Order:
 
     def __post_init__(self) -> None:
         if not self.external_id:
-            raise ValueError("an order needs the channel's id")
+            raise InvalidValueError("an order needs the channel's id")
         if not _CURRENCY.match(self.currency):
-            raise ValueError(f"order {self.external_id}: currency must be an ISO 4217 code")
+            raise InvalidValueError(f"order {self.external_id}: currency must be an ISO 4217 code")
         _require_aware("updated_at", self.updated_at)
         _require_aware("created_at", self.created_at)
         if self.total is not None and self.total.currency != self.currency:
-            raise ValueError(f"order {self.external_id}: total is not in the order's currency")
+            raise InvalidValueError(
+                f"order {self.external_id}: total is not in the order's currency"
+            )
         ids = [line.external_line_id for line in self.lines]
         if len(ids) != len(set(ids)):
-            raise ValueError(f"order {self.external_id}: duplicate line ids")
+            raise InvalidValueError(f"order {self.external_id}: duplicate line ids")
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,9 @@ class StockTarget:
 
     def __post_init__(self) -> None:
         if self.quantity < 0:
-            raise ValueError(f"listing {self.listing_ref}: a stock target cannot be negative")
+            raise InvalidValueError(
+                f"listing {self.listing_ref}: a stock target cannot be negative"
+            )
 
 
 class PushOutcome(enum.StrEnum):
