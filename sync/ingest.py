@@ -10,23 +10,21 @@ changes nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from connectors.base import Order, OrderStatus
-from sync.models import Event, Listing, OrderLine, Reservation
+from sync.models import Event, OrderLine, Reservation
 from sync.models import Order as OrderRow
 from sync.reservations import (
     adjust_on_hand,
-    available_by_location,
     choose_location,
     components_of,
-    known_skus,
+    ledger_state,
     lock_orders,
-    lock_skus,
     mark_dirty,
     recompute_oversold,
 )
@@ -57,6 +55,12 @@ class IngestResult:
     order_ids: dict[str, int] = field(default_factory=dict)
 
 
+_STORED = select(OrderRow.id, OrderRow.external_id, OrderRow.channel_updated_at).where(
+    OrderRow.channel_id == bindparam("channel"),
+    OrderRow.external_id.in_(bindparam("external_ids", expanding=True)),
+)
+
+
 def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]) -> IngestResult:
     """Apply a batch of a channel's orders in the caller's transaction."""
     result = IngestResult()
@@ -69,30 +73,33 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
         return result
 
     lock_orders(session, ((channel.id, ext) for ext in newest))
-    existing = {
-        row.external_id: row
-        for row in session.scalars(
-            select(OrderRow).where(
-                OrderRow.channel_id == channel.id, OrderRow.external_id.in_(newest)
-            )
+    # Which orders are stored and how new, as plain rows; objects only for those to update.
+    session.flush()
+    stored = {
+        ext: (order_id, updated_at)
+        for order_id, ext, updated_at in session.connection().execute(
+            _STORED, {"channel": channel.id, "external_ids": sorted(newest)}
         )
     }
-    todo = []
+    stale = [i for ext, (i, at) in stored.items() if at < newest[ext].updated_at]
+    existing: dict[str, OrderRow] = {}
+    if stale:
+        existing = {
+            row.external_id: row
+            for row in session.scalars(select(OrderRow).where(OrderRow.id.in_(stale)))
+        }
+    todo: list[tuple[Order, OrderRow | None]] = []
     for ext, order in sorted(newest.items()):
-        row = existing.get(ext)
-        if row is not None and row.channel_updated_at >= order.updated_at:
+        if ext in stored and ext not in existing:
             result.skipped.append(ext)
-            result.order_ids[ext] = row.id
+            result.order_ids[ext] = stored[ext][0]
         else:
-            todo.append((order, row))
+            todo.append((order, existing.get(ext)))
     if not todo:
         return result
 
     line_skus = {line.sku for order, _ in todo for line in order.lines}
     line_skus |= {line.sku for _, row in todo if row for line in row.lines if line.sku}
-    ours = known_skus(session, line_skus)
-    expansion = components_of(session, ours)
-    components = {c for parts in expansion.values() for c, _ in parts}
     old_lines = [line.id for _, row in todo if row for line in row.lines]
     reservations: dict[int, dict[str, Reservation]] = {}
     if old_lines:
@@ -100,23 +107,33 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
             select(Reservation).where(Reservation.order_line_id.in_(old_lines))
         ):
             reservations.setdefault(res.order_line_id, {})[res.sku] = res
-            components.add(res.sku)
-    lock_skus(session, components | set(ours))
-    ledger = _Ledger(session, channel, available_by_location(session, components))
+    reserved_skus = {sku for by_sku in reservations.values() for sku in by_sku}
+    # One statement answers which SKUs are ours and what each one reserves, and (PostgreSQL)
+    # locks, in sorted order, every SKU whose ledger this may change: ours, their components
+    # and whatever the old reservations hold.
+    expansion = components_of(session, line_skus, lock_with=reserved_skus)
+    ours = set(expansion)
+    components = {c for parts in expansion.values() for c, _ in parts} | reserved_skus
+    available, flagged_pairs = ledger_state(session, components, flagged=True)
+    ledger = _Ledger(session, channel, available)
     sold_here: dict[str, int] = {}
 
+    # Phase 1: every order and line of the batch, then one flush for their ids.
+    staged: list[tuple[Order, OrderRow, list[OrderLine], bool]] = []
     for order, row in todo:
+        created = row is None
         if row is None:
             row = OrderRow(channel_id=channel.id, external_id=order.external_id)
             session.add(row)
             result.created.append(order.external_id)
+            before: dict[str, int] = {}
         else:
             result.updated.append(order.external_id)
-        before = {
-            line.external_line_id: line.quantity - line.quantity_cancelled for line in row.lines
-        }
+            before = {
+                line.external_line_id: line.quantity - line.quantity_cancelled for line in row.lines
+            }
         _copy_order(row, order)
-        lines = _upsert_lines(row, order, ours)
+        lines = _upsert_lines(row, order, ours, new=created)
         if order.is_reserving:
             for line in lines:
                 sold = (line.quantity - line.quantity_cancelled) - before.get(
@@ -124,7 +141,11 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
                 )
                 if line.sku is not None and sold > 0:
                     sold_here[line.sku] = sold_here.get(line.sku, 0) + sold
-        session.flush()
+        staged.append((order, row, lines, created))
+    session.flush()
+
+    # Phase 2: reservations, in the same order the orders were written.
+    for order, row, lines, _created in staged:
         for line in lines:
             if line.sku is None:
                 result.unmapped_lines += 1
@@ -136,43 +157,42 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
                 is_cancelled=order.status == OrderStatus.CANCELLED,
             )
         result.order_ids[order.external_id] = row.id
-        session.add(
-            Event(
-                kind="order.created" if order.external_id in result.created else "order.updated",
-                channel_id=channel.id,
-                order_id=row.id,
-                data={"status": order.status.value, "lines": len(order.lines)},
-            )
-        )
+    # New reservations and the events go in as two plain multi-row inserts: nothing reads
+    # them back as objects in this transaction, and the ORM's bookkeeping is the cost here.
+    ledger.insert_new()
+    session.connection().execute(
+        insert(Event),
+        [
+            {
+                "kind": "order.created" if created else "order.updated",
+                "channel_id": channel.id,
+                "order_id": row.id,
+                "data": {"status": order.status.value, "lines": len(order.lines)},
+            }
+            for order, row, _, created in staged
+        ],
+    )
 
-    _lower_channel_belief(session, channel, sold_here)
-    newly, _ = recompute_oversold(session, ledger.touched)
+    # Oversold orders holding a touched SKU: known from before, unless one of ours is flagged
+    # (its new reservations are not among those pairs); then the store is asked.
+    flagged: set[int] | None = {o for sku, o in flagged_pairs if sku in ledger.touched}
+    if any(row.is_oversold for _, row, _, created in staged if not created):
+        flagged = None
+    newly, _ = recompute_oversold(session, ledger.touched, ledger.available, flagged)
     result.newly_oversold = newly
-    result.dirty_channels = mark_dirty(session, ledger.touched | set(ours))
+    # Every listing dirty; and what we believe this channel shows lowered by its own sales.
+    # A marketplace lowers its own count when it sells: so must what we believe it holds.
+    # Without this, a compare-and-swap push would read the sale as an unseen one and subtract
+    # it a second time, and a rule that maps the new ledger to the old figure (a cap, a
+    # percentage) would skip the push that repairs the channel. Without compare-and-swap an
+    # absolute push may have landed after the sale and erased it, so the count becomes unknown
+    # and the ledger's figure is pushed again.
+    result.dirty_channels = mark_dirty(
+        session,
+        ledger.touched | ours,
+        lower=(channel.id, sold_here, channel.compare_and_swap),
+    )
     return result
-
-
-def _lower_channel_belief(session: Session, channel: ChannelRef, sold: Mapping[str, int]) -> None:
-    """A marketplace lowers its own count when it sells: so must what we believe it holds.
-
-    Without this, a compare-and-swap push would read the sale as an unseen one and subtract it
-    a second time, and a rule that maps the new ledger to the old figure (a cap, a percentage)
-    would skip the push that repairs the channel. Without compare-and-swap an absolute push may
-    have landed after the sale and erased it, so the count becomes unknown and the ledger's
-    figure is pushed again.
-    """
-    if not sold:
-        return
-    for listing in session.scalars(
-        select(Listing).where(Listing.channel_id == channel.id, Listing.sku.in_(sold))
-    ):
-        listing.is_dirty = True
-        if listing.last_pushed_quantity is None:
-            continue
-        if channel.compare_and_swap:
-            listing.last_pushed_quantity = max(0, listing.last_pushed_quantity - sold[listing.sku])
-        else:
-            listing.last_pushed_quantity = None
 
 
 def _copy_order(row: OrderRow, order: Order) -> None:
@@ -188,29 +208,48 @@ def _copy_order(row: OrderRow, order: Order) -> None:
         row.buyer_ref = order.buyer_ref
 
 
-def _upsert_lines(row: OrderRow, order: Order, ours: Mapping[str, object]) -> list[OrderLine]:
-    by_id = {line.external_line_id: line for line in row.lines}
+def _upsert_lines(
+    row: OrderRow, order: Order, ours: Collection[str], *, new: bool = False
+) -> list[OrderLine]:
+    by_id: dict[str, OrderLine] = {} if new else {line.external_line_id: line for line in row.lines}
     seen = set()
     for incoming in order.lines:
+        values = {
+            "channel_sku": incoming.sku,
+            "sku": incoming.sku if incoming.sku in ours else None,
+            "quantity": incoming.quantity,
+            "quantity_cancelled": incoming.quantity_cancelled,
+            "quantity_shipped": incoming.quantity_shipped,
+            "unit_price": incoming.unit_price.amount if incoming.unit_price else None,
+            "extra": dict(incoming.extra) or None,
+        }
         line = by_id.get(incoming.external_line_id)
         if line is None:
-            line = OrderLine(external_line_id=incoming.external_line_id)
+            line = OrderLine(external_line_id=incoming.external_line_id, **values)
             row.lines.append(line)
             by_id[incoming.external_line_id] = line
+        else:
+            for name, value in values.items():
+                setattr(line, name, value)
         seen.add(incoming.external_line_id)
-        line.channel_sku = incoming.sku
-        line.sku = incoming.sku if incoming.sku in ours else None
-        line.quantity = incoming.quantity
-        line.quantity_cancelled = incoming.quantity_cancelled
-        line.quantity_shipped = incoming.quantity_shipped
-        line.unit_price = incoming.unit_price.amount if incoming.unit_price else None
-        line.extra = dict(incoming.extra) or None
     for external_line_id, line in by_id.items():
         if external_line_id not in seen:
             # The channel dropped the line: what was not shipped is released.
             line.quantity_cancelled = line.quantity - line.quantity_shipped
             line.extra = {**(line.extra or {}), "removed": True}
     return list(by_id.values())
+
+
+@dataclass(slots=True)
+class _NewReservation:
+    """A reservation row this ingest creates, before it is inserted."""
+
+    order_line_id: int
+    sku: str
+    location: str
+    reserved: int = 0
+    consumed: int = 0
+    released: int = 0
 
 
 class _Ledger:
@@ -223,6 +262,26 @@ class _Ledger:
         self.channel = channel
         self.available = available
         self.touched: set[str] = set()
+        self.new: list[_NewReservation] = []  # not in the session: see insert_new()
+
+    def insert_new(self) -> None:
+        """Write the reservations this ledger created, in the order it created them."""
+        if self.new:
+            self.session.connection().execute(
+                insert(Reservation),
+                [
+                    {
+                        "order_line_id": res.order_line_id,
+                        "sku": res.sku,
+                        "location": res.location,
+                        "reserved": res.reserved,
+                        "consumed": res.consumed,
+                        "released": res.released,
+                    }
+                    for res in self.new
+                ],
+            )
+            self.new = []
 
     def settle_line(
         self,
@@ -244,35 +303,31 @@ class _Ledger:
             # The line now maps to other SKUs (or none): its old reservations let go.
             self._move(existing[sku], reserved=0, consumed=existing[sku].consumed, released=0)
         for sku, per in wanted.items():
-            res = existing.get(sku)
+            res: Reservation | _NewReservation | None = existing.get(sku)
             if res is None:
                 if open_units == 0 and shipped == 0:
                     continue
                 location = choose_location(
                     self.available.setdefault(sku, {}), self.channel.locations, open_units * per
                 )
-                res = Reservation(
-                    order_line_id=line.id,
-                    sku=sku,
-                    location=location,
-                    reserved=0,
-                    consumed=0,
-                    released=0,
-                )
-                self.session.add(res)
+                res = _NewReservation(line.id, sku, location)
+                self.new.append(res)
             self._move(
                 res, reserved=open_units * per, consumed=shipped * per, released=cancelled * per
             )
 
-    def _move(self, res: Reservation, *, reserved: int, consumed: int, released: int) -> None:
+    def _move(
+        self, res: Reservation | _NewReservation, *, reserved: int, consumed: int, released: int
+    ) -> None:
         d_reserved = reserved - res.reserved
         d_consumed = consumed - res.consumed
         if d_reserved == 0 and d_consumed == 0 and res.released == released:
             return
+        on_hand_change = 0
         if d_consumed:
-            # Shipped units have left the building.
-            adjust_on_hand(self.session, res.sku, res.location, -d_consumed)
+            # Shipped units have left the building (on hand stops at zero: follow what it did).
+            on_hand_change = adjust_on_hand(self.session, res.sku, res.location, -d_consumed)
         by_location = self.available.setdefault(res.sku, {})
-        by_location[res.location] = by_location.get(res.location, 0) - d_reserved - d_consumed
+        by_location[res.location] = by_location.get(res.location, 0) - d_reserved + on_hand_change
         res.reserved, res.consumed, res.released = reserved, consumed, released
         self.touched.add(res.sku)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -66,7 +66,9 @@ def enqueue(
     stmt = insert(OutboxJob).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[OutboxJob.identity_key],
-        index_where=OutboxJob.state == JobState.PENDING,
+        # A literal predicate: PostgreSQL matches it to the partial unique index only as written
+        # there, and psycopg's prepared statements would otherwise send it as a parameter.
+        index_where=text("state = 'pending'"),
         set_={
             "payload": stmt.excluded.payload,
             "attempts": 0,

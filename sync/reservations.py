@@ -15,10 +15,29 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    null,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.types import BigInteger
 
+from sync.ledger_sql import (
+    components_statement,
+    ledger_state_statement,
+    mark_dirty_statement,
+    run_core,
+)
 from sync.models import (
     BundleComponent,
     Listing,
@@ -53,8 +72,17 @@ def lock_orders(session: Session, keys: Iterable[tuple[int, str]]) -> None:
     """Serialise writers of the same orders (channel id, external id) on PostgreSQL."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for key in sorted({_advisory_key(c, e) for c, e in keys}):
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    ordered = sorted({_advisory_key(c, e) for c, e in keys})
+    if not ordered:
+        return
+    # One round trip; the locks are still taken one by one in sorted key order.
+    session.connection().execute(
+        text(
+            "SELECT pg_advisory_xact_lock(k) FROM "
+            "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS s"
+        ).bindparams(bindparam("keys", type_=ARRAY(BigInteger()))),
+        {"keys": ordered},
+    ).all()
 
 
 def _advisory_key(channel_id: int, external_id: str) -> int:
@@ -67,8 +95,8 @@ def lock_skus(session: Session, skus: Iterable[str]) -> None:
     ordered = sorted(set(skus))
     if not ordered or session.get_bind().dialect.name != "postgresql":
         return
-    session.execute(
-        select(Sku.sku).where(Sku.sku.in_(ordered)).order_by(Sku.sku).with_for_update()
+    run_core(
+        session, select(Sku.sku).where(Sku.sku.in_(ordered)).order_by(Sku.sku).with_for_update()
     ).all()
 
 
@@ -80,16 +108,34 @@ def known_skus(session: Session, skus: Iterable[str]) -> dict[str, Sku]:
     return {s.sku: s for s in session.scalars(select(Sku).where(Sku.sku.in_(wanted)))}
 
 
-def components_of(session: Session, skus: Iterable[str]) -> dict[str, list[tuple[str, int]]]:
-    """What one unit of each SKU reserves: its components for a bundle, else itself once."""
-    rows = known_skus(session, skus)
-    expanded: dict[str, list[tuple[str, int]]] = {}
-    for code, row in rows.items():
-        if row.is_bundle and row.components:
-            expanded[code] = [(c.component_sku, c.quantity) for c in row.components]
-        else:
-            expanded[code] = [(code, 1)]
-    return expanded
+def components_of(
+    session: Session, skus: Iterable[str], *, lock_with: Iterable[str] | None = None
+) -> dict[str, list[tuple[str, int]]]:
+    """What one unit of each SKU reserves: its components for a bundle, else itself once.
+
+    Only our SKUs are keys, so the keys are also what `known_skus` would answer. One query.
+    With `lock_with`, the same statement also does `lock_skus` for these SKUs, every component
+    of theirs and `lock_with` (on PostgreSQL, sorted, as `lock_skus` does).
+    """
+    wanted = set(skus)
+    extra = set(lock_with) if lock_with is not None else set()
+    if not wanted and not extra:
+        return {}
+    locking = lock_with is not None and session.get_bind().dialect.name == "postgresql"
+    params = {"skus": sorted(wanted), "lock_with": sorted(wanted | extra)}
+    rows = run_core(session, components_statement(locking), params)
+    bundles: dict[str, bool] = {}
+    parts: dict[str, list[tuple[str, int]]] = {}
+    for code, is_bundle, component, quantity in rows:
+        if code not in wanted:
+            continue  # locked only
+        bundles[code] = bool(is_bundle)
+        if component is not None:
+            parts.setdefault(code, []).append((component, quantity))
+    return {
+        code: parts[code] if is_bundle and parts.get(code) else [(code, 1)]
+        for code, is_bundle in bundles.items()
+    }
 
 
 def bundles_containing(session: Session, skus: Iterable[str]) -> set[str]:
@@ -106,23 +152,29 @@ def bundles_containing(session: Session, skus: Iterable[str]) -> set[str]:
 
 def available_by_location(session: Session, skus: Iterable[str]) -> dict[str, dict[str, int]]:
     """sku -> location -> on hand minus open reservations (negative when oversold)."""
+    return ledger_state(session, skus)[0]
+
+
+def ledger_state(
+    session: Session, skus: Iterable[str], *, flagged: bool = False
+) -> tuple[dict[str, dict[str, int]], set[tuple[str, int]]]:
+    """available_by_location, and with `flagged` the (sku, order id) pairs of oversold orders
+    holding a reservation of these SKUs: one round trip."""
     wanted = sorted(set(skus))
     result: dict[str, dict[str, int]] = {s: {} for s in wanted}
+    pairs: set[tuple[str, int]] = set()
     if not wanted:
-        return result
-    for sku, location, on_hand in session.execute(
-        select(StockLevel.sku, StockLevel.location, StockLevel.on_hand).where(
-            StockLevel.sku.in_(wanted)
-        )
-    ):
-        result[sku][location] = on_hand
-    for sku, location, reserved in session.execute(
-        select(Reservation.sku, Reservation.location, func.sum(Reservation.reserved))
-        .where(Reservation.sku.in_(wanted))
-        .group_by(Reservation.sku, Reservation.location)
-    ):
-        result[sku][location] = result[sku].get(location, 0) - int(reserved or 0)
-    return result
+        return result, pairs
+    # Told apart by the last column: stock rows, reservation sums, flagged orders.
+    statement = ledger_state_statement(flagged)
+    for sku, location, units, kind in run_core(session, statement, {"skus": wanted}):
+        if kind == 2:
+            pairs.add((sku, int(units)))
+        elif kind == 1:
+            result[sku][location] = result[sku].get(location, 0) - int(units or 0)
+        else:
+            result[sku][location] = int(units) + result[sku].get(location, 0)
+    return result, pairs
 
 
 def channel_available(
@@ -170,67 +222,89 @@ def set_on_hand(session: Session, sku: str, location: str, on_hand: int) -> int:
     return old
 
 
-def adjust_on_hand(session: Session, sku: str, location: str, delta: int) -> None:
-    """Change on hand by `delta` (shipments consume), never below zero."""
+def adjust_on_hand(session: Session, sku: str, location: str, delta: int) -> int:
+    """Change on hand by `delta` (shipments consume), never below zero; answer the change made."""
     level = session.get(StockLevel, (sku, location))
     if level is None:
         level = StockLevel(sku=sku, location=location, on_hand=0)
         session.add(level)
-    level.on_hand = max(0, level.on_hand + delta)
+    old = level.on_hand or 0
+    level.on_hand = max(0, old + delta)
     level.updated_at = utcnow()
+    return level.on_hand - old
 
 
-def recompute_oversold(session: Session, skus: Iterable[str]) -> tuple[set[int], set[int]]:
+def recompute_oversold(
+    session: Session,
+    skus: Iterable[str],
+    available: Mapping[str, Mapping[str, int]] | None = None,
+    flagged: set[int] | None = None,
+) -> tuple[set[int], set[int]]:
     """Re-derive oversold flags for orders reserving these SKUs; answer (newly flagged, cleared).
 
     Where a SKU's location is short by d units, the newest open reservations there that add up to
     d belong to oversold orders: the first orders stock covered stay fully reserved. An order stays
     flagged while any of its SKUs puts it in such a set.
+
+    `available`, when given, must be the current available_by_location of (at least) these SKUs,
+    as the caller tracked it; SKUs it lacks are read from the store. `flagged`, when given, must
+    be the oversold orders holding a reservation of these SKUs.
     """
     session.flush()
     touched = set(skus)
-    flagged_now = set(
-        session.scalars(
-            select(Order.id)
-            .join(OrderLine, OrderLine.order_id == Order.id)
-            .join(Reservation, Reservation.order_line_id == OrderLine.id)
-            .where(Order.is_oversold.is_(True), Reservation.sku.in_(touched))
+    if not touched:
+        return set(), set()
+    flagged_now = (
+        set(flagged)
+        if flagged is not None
+        else set(
+            run_core(
+                session,
+                select(Order.id)
+                .join(OrderLine, OrderLine.order_id == Order.id)
+                .join(Reservation, Reservation.order_line_id == OrderLine.id)
+                .where(Order.is_oversold.is_(True), Reservation.sku.in_(touched)),
+            ).scalars()
         )
     )
     if flagged_now:
         # Their other SKUs decide too: look at every SKU a flagged order reserves.
         touched |= set(
-            session.scalars(
+            run_core(
+                session,
                 select(Reservation.sku)
                 .join(OrderLine, Reservation.order_line_id == OrderLine.id)
-                .where(OrderLine.order_id.in_(flagged_now), Reservation.reserved > 0)
-            )
+                .where(OrderLine.order_id.in_(flagged_now), Reservation.reserved > 0),
+            ).scalars()
         )
+    known = {sku: available[sku] for sku in touched if sku in available} if available else {}
+    by_sku = dict(known)
+    if touched - known.keys():
+        by_sku.update(available_by_location(session, touched - known.keys()))
     should_flag: set[int] = set()
-    for sku, locations in available_by_location(session, touched).items():
-        for location, available in locations.items():
-            if available < 0:
-                should_flag |= _covering_orders(session, sku, location, -available)
+    for sku in sorted(by_sku):
+        for location, units in by_sku[sku].items():
+            if units < 0:
+                should_flag |= _covering_orders(session, sku, location, -units)
     # Orders flagged earlier for SKUs outside this set keep their flag.
-    candidates = flagged_now | should_flag
     newly = should_flag - flagged_now
     cleared = flagged_now - should_flag
     if newly:
         session.execute(update(Order).where(Order.id.in_(newly)).values(is_oversold=True))
     if cleared:
         session.execute(update(Order).where(Order.id.in_(cleared)).values(is_oversold=False))
-    del candidates
     return newly, cleared
 
 
 def _covering_orders(session: Session, sku: str, location: str, deficit: int) -> set[int]:
     orders: set[int] = set()
     covered = 0
-    rows = session.execute(
+    rows = run_core(
+        session,
         select(OrderLine.order_id, Reservation.reserved)
         .join(OrderLine, Reservation.order_line_id == OrderLine.id)
         .where(Reservation.sku == sku, Reservation.location == location, Reservation.reserved > 0)
-        .order_by(Reservation.id.desc())
+        .order_by(Reservation.id.desc()),
     )
     for order_id, reserved in rows:
         orders.add(order_id)
@@ -240,18 +314,46 @@ def _covering_orders(session: Session, sku: str, location: str, deficit: int) ->
     return orders
 
 
-def mark_dirty(session: Session, skus: Iterable[str]) -> set[int]:
-    """Flag every listing of these SKUs and of bundles built from them; answer their channel ids."""
+def mark_dirty(
+    session: Session,
+    skus: Iterable[str],
+    *,
+    lower: tuple[int, Mapping[str, int], bool] | None = None,
+) -> set[int]:
+    """Flag every listing of these SKUs and of bundles built from them; answer their channel ids.
+
+    `lower` = (channel id, units sold per SKU, compare-and-swap): in the same statement, what we
+    believe that channel shows for those SKUs (all among `skus`) goes down by the units it sold
+    (compare-and-swap), or becomes unknown (None).
+    """
     wanted = set(skus)
-    wanted |= bundles_containing(session, wanted)
     if not wanted:
         return set()
-    channel_ids = set(
-        session.scalars(select(Listing.channel_id).where(Listing.sku.in_(wanted)).distinct())
-    )
-    if channel_ids:
-        session.execute(update(Listing).where(Listing.sku.in_(wanted)).values(is_dirty=True))
-    return channel_ids
+    params: dict[str, Any] = {"skus": sorted(wanted)}
+    lowering = lower is not None and bool(lower[1])
+    if lower is not None and lowering and lower[2]:
+        # Compare-and-swap: each SKU goes down by its own count, so this one is built each time.
+        channel_id, sold, _ = lower
+        pushed = Listing.last_pushed_quantity
+        left = pushed - case(dict(sold), value=Listing.sku, else_=0)
+        lowered = case((pushed.is_(None), null()), (left > 0, left), else_=literal(0))
+        ours = and_(Listing.channel_id == channel_id, Listing.sku.in_(sorted(sold)))
+        statement = mark_dirty_statement(False).values(
+            last_pushed_quantity=case((ours, lowered), else_=pushed)
+        )
+    else:
+        statement = mark_dirty_statement(lowering)
+        if lower is not None and lowering:
+            params.update(channel=lower[0], sold=sorted(lower[1]))
+    # One statement: the update answers the listings it flagged and their channels.
+    rows = run_core(session, statement, params).all()
+    # Listings this session holds are read again when next used, as ORM updates would have them.
+    attributes = ["is_dirty", "last_pushed_quantity"] if lowering else ["is_dirty"]
+    for listing_id, _ in rows:
+        held = session.identity_map.get(session.identity_key(Listing, listing_id))
+        if held is not None:
+            session.expire(held, attributes)
+    return {channel_id for _, channel_id in rows}
 
 
 def ledger_totals(session: Session) -> dict[str, tuple[int, int]]:
