@@ -129,16 +129,15 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
             before: dict[str, int] = {}
         else:
             result.updated.append(order.external_id)
-            before = {
-                line.external_line_id: line.quantity - line.quantity_cancelled for line in row.lines
-            }
+            before = {line.external_line_id: line.quantity for line in row.lines}
         _copy_order(row, order)
         lines = _upsert_lines(row, order, ours, new=created)
         if order.is_reserving:
+            # A channel's own count drops by what it sold, and a cancellation may or may not put
+            # the units back (channels differ); assume it does not. Wrong that way, the belief is
+            # low, so the ledger's figure is pushed again: an extra call, never a wrong count.
             for line in lines:
-                sold = (line.quantity - line.quantity_cancelled) - before.get(
-                    line.external_line_id, 0
-                )
+                sold = line.quantity - before.get(line.external_line_id, 0)
                 if line.sku is not None and sold > 0:
                     sold_here[line.sku] = sold_here.get(line.sku, 0) + sold
         staged.append((order, row, lines, created))

@@ -21,6 +21,7 @@ from connectors.errors import (
     ConnectorError,
     PermanentError,
     RetryableError,
+    UncertainOutcomeError,
 )
 from sync.db import Database
 from sync.metrics import Metrics
@@ -30,6 +31,7 @@ from sync.stock_push import (
     ChannelStockPlan,
     PushBatch,
     PushOutcomeSummary,
+    forget_beliefs,
     plan_targets,
     prepare_batch,
     record_results,
@@ -237,10 +239,18 @@ class StockPusher:
             self.metrics.throttles.labels(channel.name).inc()
         log.warning("stock push to %s failed: %s", channel.name, exc)
         with self.db.session() as session:
+            if isinstance(exc, UncertainOutcomeError):
+                # The channel may hold the new figures or the old: we no longer know. Forget the
+                # belief, so the retry is a plain set, not a compare-and-swap that would read our
+                # own applied push as units sold.
+                forget_beliefs(session, [job.payload["listing_id"] for job in batch.jobs])
             for job in batch.jobs:
+                row = session.get_one(OutboxJob, job.id)
+                if isinstance(exc, UncertainOutcomeError):
+                    row.payload = {k: v for k, v in row.payload.items() if k != "expected"}
                 fail(
                     session,
-                    session.get_one(OutboxJob, job.id),
+                    row,
                     f"{type(exc).__name__}: {exc}",
                     retry_after=retry_after,
                     permanent=permanent,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import PushOutcome, StockPushResult, StockTarget
@@ -102,6 +102,14 @@ def _queued_quantities(session: Session, listing_ids: Sequence[int]) -> dict[int
     for key, _state, payload in sorted(rows, key=lambda r: r[1] == JobState.PENDING):
         queued[keys[key]] = int(payload["quantity"])  # pending sorts last, so it wins
     return queued
+
+
+def forget_beliefs(session: Session, listing_ids: Sequence[int]) -> None:
+    """We no longer know what the channel shows for these listings (an unclear outcome)."""
+    if listing_ids:
+        session.execute(
+            update(Listing).where(Listing.id.in_(listing_ids)).values(last_pushed_quantity=None)
+        )
 
 
 @dataclass
