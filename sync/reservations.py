@@ -18,15 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
+    String,
     and_,
     bindparam,
     case,
+    column,
     func,
     literal,
     null,
     select,
     text,
     update,
+    values,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -281,11 +285,13 @@ def recompute_oversold(
     by_sku = dict(known)
     if touched - known.keys():
         by_sku.update(available_by_location(session, touched - known.keys()))
-    should_flag: set[int] = set()
-    for sku in sorted(by_sku):
-        for location, units in by_sku[sku].items():
-            if units < 0:
-                should_flag |= _covering_orders(session, sku, location, -units)
+    deficits = [
+        (sku, location, -units)
+        for sku, locations in sorted(by_sku.items())
+        for location, units in sorted(locations.items())
+        if units < 0
+    ]
+    should_flag = _covering_orders(session, deficits)
     # Orders flagged earlier for SKUs outside this set keep their flag.
     newly = should_flag - flagged_now
     cleared = flagged_now - should_flag
@@ -296,22 +302,51 @@ def recompute_oversold(
     return newly, cleared
 
 
-def _covering_orders(session: Session, sku: str, location: str, deficit: int) -> set[int]:
-    orders: set[int] = set()
-    covered = 0
-    rows = run_core(
-        session,
-        select(OrderLine.order_id, Reservation.reserved)
-        .join(OrderLine, Reservation.order_line_id == OrderLine.id)
-        .where(Reservation.sku == sku, Reservation.location == location, Reservation.reserved > 0)
-        .order_by(Reservation.id.desc()),
+def _covering_orders(session: Session, deficits: Sequence[tuple[str, str, int]]) -> set[int]:
+    """Orders of the newest open reservations that add up to each (sku, location)'s deficit.
+
+    One query for all deficits: a running sum over each (sku, location)'s reservations, newest
+    first, keeps a reservation while what came before it has not covered the deficit yet.
+    """
+    if not deficits:
+        return set()
+    wanted = (
+        values(
+            column("d_sku", String),
+            column("d_location", String),
+            column("d_units", Integer),
+            name="deficits",
+        )
+        .data(list(deficits))
+        .cte("deficits")
     )
-    for order_id, reserved in rows:
-        orders.add(order_id)
-        covered += reserved
-        if covered >= deficit:
-            break
-    return orders
+    running = (
+        func.sum(Reservation.reserved)
+        .over(
+            partition_by=(Reservation.sku, Reservation.location),
+            order_by=Reservation.id.desc(),
+            rows=(None, 0),
+        )
+        .label("running")
+    )
+    ranked = (
+        select(OrderLine.order_id, Reservation.reserved, running, wanted.c.d_units)
+        .join(OrderLine, Reservation.order_line_id == OrderLine.id)
+        .join(
+            wanted,
+            and_(wanted.c.d_sku == Reservation.sku, wanted.c.d_location == Reservation.location),
+        )
+        .where(Reservation.reserved > 0)
+        .subquery()
+    )
+    return set(
+        run_core(
+            session,
+            select(ranked.c.order_id)
+            .where(ranked.c.running - ranked.c.reserved < ranked.c.d_units)
+            .distinct(),
+        ).scalars()
+    )
 
 
 def mark_dirty(
