@@ -260,6 +260,22 @@ def list_jobs(
     return list(session.scalars(query))
 
 
+def count_due(session: Session, channel_id: int, kind: JobKind, limit: int) -> int:
+    """How many of a channel's jobs of one kind are due now, counting up to `limit`."""
+    due = (
+        select(OutboxJob.id)
+        .where(
+            OutboxJob.channel_id == channel_id,
+            OutboxJob.kind == kind,
+            OutboxJob.state == JobState.PENDING,
+            OutboxJob.run_after <= utcnow(),
+        )
+        .limit(limit)
+        .subquery()
+    )
+    return int(session.scalar(select(func.count()).select_from(due)) or 0)
+
+
 def has_open_work(session: Session, channel_ids: Sequence[int]) -> bool:
     """True while these channels have dirty listings or stock jobs not yet done or dead."""
     if not channel_ids:

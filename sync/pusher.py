@@ -26,7 +26,7 @@ from connectors.errors import (
 from sync.db import Database
 from sync.metrics import Metrics
 from sync.models import JobKind, OutboxJob
-from sync.outbox import RetrySchedule, claim, fail, has_open_work
+from sync.outbox import RetrySchedule, claim, count_due, fail, has_open_work
 from sync.stock_push import (
     ChannelStockPlan,
     PushBatch,
@@ -164,7 +164,10 @@ class StockPusher:
         in_flight: set[asyncio.Task[None]] = set()
         while not stop.is_set():
             await slots.acquire()
-            batch = await asyncio.to_thread(self._claim, channel)
+            # On a batching channel, what arrives while a call is out waits for it to land and
+            # goes in the next batch, unless a full batch is already waiting.
+            only_full = bool(in_flight) and caps.max_stock_batch > 1
+            batch = await asyncio.to_thread(self._claim, channel, only_full)
             if batch is None:
                 slots.release()
                 if not in_flight:
@@ -179,10 +182,15 @@ class StockPusher:
         if in_flight:
             await asyncio.gather(*in_flight, return_exceptions=True)
 
-    def _claim(self, channel: PushChannel) -> PushBatch | None:
+    def _claim(self, channel: PushChannel, only_full: bool = False) -> PushBatch | None:
         caps = channel.connector.capabilities
         while True:
             with self.db.session() as session:
+                if only_full and (
+                    count_due(session, channel.channel_id, JobKind.STOCK, caps.max_stock_batch)
+                    < caps.max_stock_batch
+                ):
+                    return None
                 jobs = claim(
                     session,
                     channel_id=channel.channel_id,

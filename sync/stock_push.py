@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -275,7 +276,13 @@ def _retarget_after_conflict(
         listing.last_pushed_seq = max(listing.last_pushed_seq, int(job.payload["seq"]))
         complete(session, [job.id], note="channel already at the target after a conflict")
         return
-    adjustment = {"unseen": unseen, "expected": actual, "cas_rounds": rounds}
+    adjustment: dict[str, Any] = {"unseen": unseen, "expected": actual, "cas_rounds": rounds}
+    if actual == 0 and unseen > 0:
+        # A channel at zero may have sold more than it could show (some oversell themselves and
+        # stop at 0), so how many units went is unknown: set the figure plainly and forget the
+        # belief. Later errors then lean low, and a low belief is repaired by the next conflict.
+        adjustment["expected"] = None
+        listing.last_pushed_quantity = None
     # A newer pending target for this listing may exist already; then it wins, with what this
     # conflict taught us.
     newer = session.scalar(
