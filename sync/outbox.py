@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
@@ -80,6 +81,31 @@ def enqueue(
     session.execute(stmt)
 
 
+def back_to_pending(session: Session, job: OutboxJob, *, run_after: datetime) -> bool:
+    """Make a job pending again; if a job for the same identity is already pending, it ends.
+
+    The one-pending-per-identity index decides, inside a savepoint: a look-then-write would race
+    with a planner committing a newer target in between (PostgreSQL, READ COMMITTED). The newer
+    job wins; this one is marked done as superseded. Answers whether this job is pending.
+    """
+    session.flush()
+    try:
+        with session.begin_nested():
+            job.state = JobState.PENDING
+            job.run_after = run_after
+            job.lease_owner = None
+            job.lease_until = None
+            session.flush()
+    except IntegrityError:
+        job.state = JobState.DONE
+        job.lease_owner = None
+        job.lease_until = None
+        job.last_error = f"superseded by a newer job; last error: {job.last_error or 'none'}"[:2000]
+        session.flush()
+        return False
+    return True
+
+
 def reap_expired(session: Session, now: datetime) -> int:
     """Free jobs whose worker died: back to pending, or superseded when a newer one is pending."""
     expired = session.scalars(
@@ -103,9 +129,7 @@ def reap_expired(session: Session, now: datetime) -> int:
         if job.identity_key in pending_keys:
             job.state = JobState.DONE
             job.last_error = "superseded by a newer job after its worker's lease expired"
-        else:
-            job.state = JobState.PENDING
-            job.run_after = now
+        elif back_to_pending(session, job, run_after=now):
             pending_keys.add(job.identity_key)
     session.flush()
     return len(expired)
@@ -191,35 +215,18 @@ def fail(
     job.updated_at = now
     if permanent or job.attempts >= schedule.max_attempts:
         job.state = JobState.DEAD
-    else:
-        # A newer job may have been enqueued for the same identity while this one ran: it wins.
-        newer = session.scalar(
-            select(func.count())
-            .select_from(OutboxJob)
-            .where(
-                OutboxJob.identity_key == job.identity_key,
-                OutboxJob.state == JobState.PENDING,
-                OutboxJob.id != job.id,
-            )
-        )
-        if newer:
-            job.state = JobState.DONE
-            job.last_error = f"superseded after: {job.last_error}"
-        else:
-            job.state = JobState.PENDING
-            job.run_after = now + timedelta(seconds=schedule.delay(job.attempts, retry_after, _rng))
-    session.flush()
+        session.flush()
+        return job.state
+    # A newer job may have been enqueued for the same identity while this one ran: it wins.
+    delay = timedelta(seconds=schedule.delay(job.attempts, retry_after, _rng))
+    back_to_pending(session, job, run_after=now + delay)
     return job.state
 
 
 def release(session: Session, job: OutboxJob, *, run_after: datetime) -> None:
     """Give a claimed job back untried (its channel cannot be called now), not counting the try."""
-    job.state = JobState.PENDING
     job.attempts = max(0, job.attempts - 1)
-    job.lease_owner = None
-    job.lease_until = None
-    job.run_after = run_after
-    session.flush()
+    back_to_pending(session, job, run_after=run_after)
 
 
 def requeue_dead(session: Session, job_id: int) -> OutboxJob | None:
@@ -235,12 +242,9 @@ def requeue_dead(session: Session, job_id: int) -> OutboxJob | None:
     if pending:
         # A newer job for the same thing is already waiting; the dead one is history.
         return None
-    job.state = JobState.PENDING
     job.attempts = 0
-    job.run_after = utcnow()
     job.updated_at = utcnow()
-    session.flush()
-    return job
+    return job if back_to_pending(session, job, run_after=utcnow()) else None
 
 
 def list_jobs(

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import PushOutcome, StockPushResult, StockTarget
 from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
-from sync.outbox import RetrySchedule, complete, enqueue, fail
+from sync.outbox import RetrySchedule, back_to_pending, complete, enqueue, fail
 from sync.reservations import StockRules, channel_available
 
 STOCK_KEY = "stock:{listing_id}"
@@ -298,8 +298,4 @@ def _retarget_after_conflict(
         complete(session, [job.id], note="superseded after a conflict")
         return
     job.payload = {**job.payload, **adjustment}
-    job.state = JobState.PENDING
-    job.run_after = now
-    job.lease_owner = None
-    job.lease_until = None
-    session.flush()
+    back_to_pending(session, job, run_after=now)
