@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -266,6 +267,9 @@ class Listing(Base):
     target_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_pushed_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_pushed_quantity: Mapped[int | None] = mapped_column(Integer)
+    # The channel's own sales were subtracted from the belief: send the next figure even if it
+    # equals the belief, so that compare-and-swap confirms what the channel holds.
+    verify_belief: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_pushed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

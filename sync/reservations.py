@@ -29,6 +29,7 @@ from sqlalchemy import (
     null,
     select,
     text,
+    true,
     update,
     values,
 )
@@ -359,7 +360,7 @@ def mark_dirty(
 
     `lower` = (channel id, units sold per SKU, compare-and-swap): in the same statement, what we
     believe that channel shows for those SKUs (all among `skus`) goes down by the units it sold
-    (compare-and-swap), or becomes unknown (None).
+    and is to be verified by the next push (compare-and-swap), or becomes unknown (None).
     """
     wanted = set(skus)
     if not wanted:
@@ -374,7 +375,8 @@ def mark_dirty(
         lowered = case((pushed.is_(None), null()), (left > 0, left), else_=literal(0))
         ours = and_(Listing.channel_id == channel_id, Listing.sku.in_(sorted(sold)))
         statement = mark_dirty_statement(False).values(
-            last_pushed_quantity=case((ours, lowered), else_=pushed)
+            last_pushed_quantity=case((ours, lowered), else_=pushed),
+            verify_belief=case((ours, true()), else_=Listing.verify_belief),
         )
     else:
         statement = mark_dirty_statement(lowering)
@@ -383,7 +385,9 @@ def mark_dirty(
     # One statement: the update answers the listings it flagged and their channels.
     rows = run_core(session, statement, params).all()
     # Listings this session holds are read again when next used, as ORM updates would have them.
-    attributes = ["is_dirty", "last_pushed_quantity"] if lowering else ["is_dirty"]
+    attributes = (
+        ["is_dirty", "last_pushed_quantity", "verify_belief"] if lowering else ["is_dirty"]
+    )
     for listing_id, _ in rows:
         held = session.identity_map.get(session.identity_key(Listing, listing_id))
         if held is not None:

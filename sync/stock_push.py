@@ -67,8 +67,11 @@ def plan_targets(
         for listing in channel_listings:
             listing.is_dirty = False
             quantity = plan.rules.apply(available.get(listing.sku, 0))
+            # A queued push carries the belief as its expectation when it is sent: it verifies.
+            verify = listing.verify_belief and listing.id not in queued
+            listing.verify_belief = False
             told = queued.get(listing.id, listing.last_pushed_quantity)
-            if quantity == told:
+            if quantity == told and not verify:
                 continue
             listing.target_seq += 1
             enqueue(
@@ -273,29 +276,23 @@ def _retarget_after_conflict(
         return
     if max(0, int(job.payload["quantity"]) - unseen) == actual:
         # The channel already shows what we want: nothing left to send.
+        listing.last_pushed_quantity = actual + unseen
         listing.last_pushed_seq = max(listing.last_pushed_seq, int(job.payload["seq"]))
         complete(session, [job.id], note="channel already at the target after a conflict")
         return
     adjustment: dict[str, Any] = {"unseen": unseen, "expected": actual, "cas_rounds": rounds}
-    if actual == 0 and unseen > 0:
-        # A channel at zero may have sold more than it could show (some oversell themselves and
-        # stop at 0), so how many units went is unknown: set the figure plainly and forget the
-        # belief. Later errors then lean low, and a low belief is repaired by the next conflict.
-        adjustment["expected"] = None
-        listing.last_pushed_quantity = None
-    # A newer pending target for this listing may exist already; then it wins, with what this
-    # conflict taught us.
+    # A channel at 0 may have sold more than it could show (some oversell and stop at 0): the
+    # unseen sales are then at least `unseen`. Ingesting them later lowers the belief below what
+    # the channel holds, and the belief is verified then (see `verify_belief`), never trusted.
+    job.payload = {**job.payload, **adjustment}
+    if back_to_pending(session, job, run_after=now):
+        return
+    # A newer target for this listing is pending already: it goes out with what this conflict
+    # taught us (the index decided which job is pending; this one ended as superseded).
     newer = session.scalar(
-        select(OutboxJob.id).where(
-            OutboxJob.identity_key == job.identity_key,
-            OutboxJob.state == JobState.PENDING,
-            OutboxJob.id != job.id,
+        select(OutboxJob).where(
+            OutboxJob.identity_key == job.identity_key, OutboxJob.state == JobState.PENDING
         )
     )
     if newer is not None:
-        pending = session.get_one(OutboxJob, newer)
-        pending.payload = {**pending.payload, **adjustment}
-        complete(session, [job.id], note="superseded after a conflict")
-        return
-    job.payload = {**job.payload, **adjustment}
-    back_to_pending(session, job, run_after=now)
+        newer.payload = {**newer.payload, **adjustment}

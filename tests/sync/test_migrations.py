@@ -15,7 +15,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-import sync.migrate
 from sync.db import (
     HEAD,
     Database,
@@ -221,17 +220,14 @@ def test_ensure_schema_refuses_an_empty_store(db: Database) -> None:
     assert table_names(db) == set()  # and touched nothing
 
 
-def test_ensure_schema_refuses_an_outdated_store(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    upgrade(db)
-    # The code moved on to a revision this store has not seen (there is only one script today).
-    monkeypatch.setattr(sync.migrate, "HEAD", "0002")
+def test_ensure_schema_refuses_an_outdated_store(db: Database) -> None:
+    upgrade(db, "0001")  # a store an older release left behind
     with pytest.raises(SchemaOutOfDateError) as refused:
-        sync.migrate.ensure_schema(db, auto_migrate=False)
+        ensure_schema(db, auto_migrate=False)
     message = str(refused.value)
-    assert f"at revision {HEAD}" in message and "needs 0002" in message
+    assert "at revision 0001" in message and f"needs {HEAD}" in message
     assert "channel-sync migrate --config DIR" in message
+    assert current_revision(db) == "0001"  # and touched nothing
 
 
 def test_ensure_schema_refuses_a_store_from_a_newer_version(db: Database) -> None:

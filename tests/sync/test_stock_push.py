@@ -449,3 +449,29 @@ def test_a_lost_answer_on_a_compare_and_swap_channel_is_not_read_as_sales(
     _push_fast(store)
     assert _expected(store, "shop") == 4
     assert market.stock_of("S") == 4, f"pushes {market.pushes['S']}"
+
+
+def test_units_sold_unseen_down_to_zero_stay_sold_after_a_later_push(database: Database) -> None:
+    """The channel sells all 10 it shows before we hear of it. A restock to 12 pushes: the
+    compare-and-swap conflict finds 0, so 2 (12 minus the 10 unseen) is set. The store must
+    remember those 10 as sold-but-not-ingested, as after any conflict: a restock to 13 then
+    shows 3, and once the order is ingested the ledger gives 3 too.
+
+    Believing the channel holds just the 2 it was set to, the next push (13, expecting 2)
+    applies and brings the 10 sold units back; ingesting the order lowers the belief to 3, the
+    ledger's figure, so nothing repairs the channel showing 13.
+    """
+    store = _one_sku_store(database, ChannelSpec("shop", CAS))
+    market = store.channels["shop"].market
+    asyncio.run(push_until_idle(store))
+    placed = market.place_order([("S", 10)])
+    assert market.stock_of("S") == 0
+    database.transact(lambda session: set_stock(session, "S", "default", 12))
+    asyncio.run(push_until_idle(store))
+    assert market.stock_of("S") == 2
+    database.transact(lambda session: set_stock(session, "S", "default", 13))
+    asyncio.run(push_until_idle(store))
+    store.ingest("shop", [placed])
+    asyncio.run(push_until_idle(store))
+    assert _expected(store, "shop") == 3
+    assert market.stock_of("S") == 3, f"pushes {market.pushes['S']}"
