@@ -119,6 +119,9 @@ class Order:
     buyer_ref: str | None = None
     # False when the marketplace ships from its own stock (Amazon FBA): stored, reserves nothing.
     is_reserving: bool = True
+    # Parcels the channel knows of (the seller shipped in the marketplace's own admin, or ours
+    # once pushed), with tracking: recorded here as shipments of channel origin.
+    shipments: Sequence[ChannelShipment] = ()
 
     def __post_init__(self) -> None:
         if not self.external_id:
@@ -188,6 +191,38 @@ class ShipmentLine:
 
 
 @dataclass(frozen=True)
+class ChannelShipment:
+    """A parcel as the channel reports it on an order."""
+
+    external_id: str
+    lines: Sequence[ShipmentLine]
+    shipped_at: datetime
+    carrier: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.external_id:
+            raise InvalidValueError("a channel shipment needs the channel's id")
+        _require_aware("shipped_at", self.shipped_at)
+        for line in self.lines:
+            if line.quantity < 1:
+                raise InvalidValueError(
+                    f"shipment {self.external_id}: line {line.external_line_id} ships no units"
+                )
+
+
+@dataclass(frozen=True)
+class ChannelListing:
+    """One thing on the channel that holds a quantity, with the seller's SKU it carries."""
+
+    listing_ref: str
+    sku: str | None
+    quantity: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FulfillmentRequest:
     """Tell the origin channel a parcel left, with tracking; `key` is unique per shipment."""
 
@@ -242,6 +277,9 @@ class Connector(Protocol):
 
     async def read_stock(self, listing_refs: Sequence[str]) -> Mapping[str, int]:
         """What the channel shows now for these listings (missing ones are left out)."""
+
+    async def list_listings(self) -> Sequence[ChannelListing]:
+        """Every listing of the account with its SKU and quantity: binding and onboarding."""
 
     async def push_fulfillment(self, request: FulfillmentRequest) -> str:
         """Record a shipment with tracking on the channel; answer the channel's fulfilment id."""

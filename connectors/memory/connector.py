@@ -18,6 +18,7 @@ from typing import TypeVar
 from connectors.base import (
     CancelRequest,
     Capabilities,
+    ChannelListing,
     FulfillmentRequest,
     Order,
     OrderPage,
@@ -111,6 +112,17 @@ class MemoryConnector:
         stock = self.marketplace.stock
         return await self._call(
             "read_stock", lambda: {ref: stock[ref] for ref in listing_refs if ref in stock}
+        )
+
+    async def list_listings(self) -> Sequence[ChannelListing]:
+        """Every listing the channel holds; its SKU is its reference here."""
+        stock = self.marketplace.stock
+        return await self._call(
+            "list_listings",
+            lambda: [
+                ChannelListing(listing_ref=ref, sku=ref, quantity=qty)
+                for ref, qty in sorted(stock.items())
+            ],
         )
 
     async def push_fulfillment(self, request: FulfillmentRequest) -> str:
