@@ -11,7 +11,7 @@ import sys
 from importlib.metadata import version as package_version
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -88,13 +88,37 @@ def stock() -> None:
 
 
 @stock.command("import")
-@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument(
+    "csv_file", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True)
+)
+@click.option(
+    "--from-channel",
+    "channel",
+    metavar="NAME",
+    help="Take on hand from what this channel shows now, instead of a file.",
+)
+@click.option(
+    "--location",
+    help="With --from-channel: the location to set (default: the channel's only location).",
+)
+@click.option("--yes", is_flag=True, help="With --from-channel: apply without asking.")
 @CONFIG_OPTION
-def stock_import(csv_file: Path, config_dir: Path) -> None:
-    """Set on hand from `sku,location,on_hand` rows: every row, or none if any is bad (exit 2)."""
+def stock_import(
+    csv_file: Path | None, channel: str | None, location: str | None, yes: bool, config_dir: Path
+) -> None:
+    """Set on hand from `sku,location,on_hand` rows (every row, or none if any is bad: exit 2),
+    or from a channel's current quantities (--from-channel NAME)."""
     from sync.db import Database, SchemaOutOfDateError, ensure_schema
     from sync.stock_ops import StockImportError, import_stock_csv
 
+    if (csv_file is None) == (channel is None):
+        raise click.UsageError("give either FILE.csv or --from-channel NAME")
+    if csv_file is None and channel is not None:
+        _import_from_channel(config_dir, channel, location, assume_yes=yes)
+        return
+    assert csv_file is not None
+    if location is not None or yes:
+        raise click.UsageError("--location and --yes go with --from-channel")
     app_config = _load_or_exit(config_dir)
     _configure_logging(app_config)
     try:
@@ -123,6 +147,145 @@ def stock_import(csv_file: Path, config_dir: Path) -> None:
     )
     if result.newly_oversold:
         click.echo(f"{len(result.newly_oversold)} orders are now oversold", err=True)
+
+
+def _import_from_channel(
+    config_dir: Path, channel: str, location: str | None, *, assume_yes: bool
+) -> None:
+    from sync.db import Database, SchemaOutOfDateError, ensure_schema
+    from sync.listings import apply_onboarding, plan_onboarding
+
+    app_config = _load_or_exit(config_dir)
+    _configure_logging(app_config)
+    config = app_config.channels.get(channel)
+    if config is None:
+        click.echo(f"no channel {channel!r} in {config_dir / 'channels'}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if location is None:
+        if len(config.locations) != 1:
+            click.echo(
+                f"channel {channel} is fed by locations {', '.join(config.locations)}: "
+                "name the one to set with --location",
+                err=True,
+            )
+            sys.exit(EXIT_CONFIG)
+        location = config.locations[0]
+    listed, quantities = _read_channel(app_config, channel)
+    db = Database(app_config.database_url)
+    try:
+        ensure_schema(db, auto_migrate=app_config.main.database.auto_migrate)
+        channel_id = _channel_id(db, app_config, channel)
+        with db.read_session() as session:
+            plan = plan_onboarding(session, channel_id, location, listed, quantities)
+        _show_plan(channel, plan)
+        if plan.is_empty:
+            click.echo("nothing to change")
+            return
+        if not assume_yes and not click.confirm("apply these changes?", default=False):
+            click.echo("nothing was changed")
+            sys.exit(1)
+        result = db.transact(lambda session: apply_onboarding(session, channel_id, plan))
+    except SchemaOutOfDateError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(3)
+    finally:
+        db.dispose()
+    click.echo(
+        f"{len(plan.new_skus)} SKUs created, {len(plan.new_bindings)} listings bound, "
+        f"{len(result.skus_changed)} on-hand figures changed at {location}"
+    )
+
+
+def _read_channel(app_config: AppConfig, channel: str) -> tuple[list[Any], dict[str, int]]:
+    """The channel's listings and what its stock read answers for them (exit 1 on failure)."""
+    from connectors.errors import ConnectorError
+    from connectors.registry import connector_for
+
+    config = app_config.channels[channel]
+    factory = connector_for(config.kind)
+    if factory is None:
+        click.echo(f"channel {channel}: no {config.kind} connector in this version", err=True)
+        sys.exit(EXIT_CONFIG)
+
+    async def read() -> tuple[list[Any], dict[str, int]]:
+        connector = factory(config)
+        try:
+            listed = list(await connector.list_listings())
+            refs = [item.listing_ref for item in listed]
+            return listed, dict(await connector.read_stock(refs)) if refs else {}
+        finally:
+            await connector.aclose()
+
+    try:
+        return asyncio.run(read())
+    except ConnectorError as exc:
+        click.echo(f"channel {channel}: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+
+
+def _channel_id(db: Any, app_config: AppConfig, channel: str) -> int:
+    from sync.channels import register_channels
+
+    configured = {name: (ch.kind, ch.enabled) for name, ch in app_config.channels.items()}
+    ids: dict[str, int] = db.transact(lambda session: register_channels(session, configured))
+    return ids[channel]
+
+
+def _show_plan(channel: str, plan: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False)
+    table = Table(title=f"on hand at {plan.location} from channel {channel}")
+    for column in ("SKU", "on hand now", "channel shows", "note"):
+        table.add_column(column)
+    new_skus, new_refs = set(plan.new_skus), {sku for sku, _ in plan.new_bindings}
+    for sku, old, new in plan.on_hand:
+        note = "new SKU" if sku in new_skus else "newly bound" if sku in new_refs else ""
+        table.add_row(sku, str(old), str(new), note if old != new or note else "unchanged")
+    console.print(table)
+    for ref, why in plan.skipped:
+        console.print(f"skipped listing {ref}: {why}")
+
+
+@cli.command()
+@CONFIG_OPTION
+def listings(config_dir: Path) -> None:
+    """Per channel: SKUs bound, the channel's SKUs we do not know, ours the channel lacks."""
+    from rich.console import Console
+
+    from sync.db import Database, SchemaOutOfDateError, ensure_schema
+    from sync.listings import listings_report
+
+    app_config = _load_or_exit(config_dir)
+    _configure_logging(app_config)
+    console = Console()
+    db = Database(app_config.database_url)
+    try:
+        ensure_schema(db, auto_migrate=app_config.main.database.auto_migrate)
+        for name, config in app_config.channels.items():
+            if not config.enabled:
+                console.print(f"[bold]{name}[/bold]: disabled")
+                continue
+            listed, _ = _read_channel(app_config, name)
+            channel_id = _channel_id(db, app_config, name)
+            with db.read_session() as session:
+                report = listings_report(session, channel_id, name, listed)
+            console.print(
+                f"[bold]{name}[/bold] ({config.kind}): {len(report.bound)} bound, "
+                f"{len(report.unknown)} unknown here, {len(report.missing)} missing there"
+            )
+            for sku, ref in report.bound:
+                console.print(f"  bound    {sku} -> {ref}", markup=False)
+            for ref, carried in report.unknown:
+                console.print(f"  unknown  {ref} carries {carried or '(no SKU)'}", markup=False)
+            for sku in report.missing:
+                console.print(f"  missing  {sku}", markup=False)
+    except SchemaOutOfDateError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(3)
+    finally:
+        db.dispose()
 
 
 @cli.command()

@@ -145,14 +145,22 @@ def import_stock_csv(session: Session, source: str | bytes | Path) -> ImportResu
         raise StockImportError(sorted(parsed.errors, key=_line_of))
     if not parsed.rows:
         raise StockImportError([f"line 1: no rows to import (expected {','.join(HEADER)})"])
+    return apply_on_hand(
+        session, [(r.sku, r.location, r.on_hand) for r in parsed.rows], source="import"
+    )
 
+
+def apply_on_hand(
+    session: Session, rows: Sequence[tuple[str, str, int]], *, source: str
+) -> ImportResult:
+    """Write checked (sku, location, on hand) rows of known plain SKUs, one per pair, as one
+    change: locks in the global order, oversold flags, dirty listings, an event per change."""
+    skus = sorted({sku for sku, _, _ in rows})
     for chunk in _chunks(skus):  # chunks in sorted order keep the one global lock order
         lock_skus(session, chunk)
     changes = [
-        StockChange(
-            r.sku, r.location, set_on_hand(session, r.sku, r.location, r.on_hand), r.on_hand
-        )
-        for r in parsed.rows
+        StockChange(sku, location, set_on_hand(session, sku, location, on_hand), on_hand)
+        for sku, location, on_hand in rows
     ]
     newly: set[int] = set()
     cleared: set[int] = set()
@@ -166,7 +174,7 @@ def import_stock_csv(session: Session, source: str | bytes | Path) -> ImportResu
         Event(
             kind="stock.set",
             sku=c.sku,
-            data={"location": c.location, "old": c.old, "new": c.new, "source": "import"},
+            data={"location": c.location, "old": c.old, "new": c.new, "source": source},
         )
         for c in changes
         if c.is_changed
