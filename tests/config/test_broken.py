@@ -132,7 +132,11 @@ CASES = [
         "already used",
     ),
     Case(
-        "unknown-channel-kind", _unknown_kind, "channels/etsy.toml", "kind", "amazon, ebay, shopify"
+        "unknown-channel-kind",
+        _unknown_kind,
+        "channels/etsy.toml",
+        "kind",
+        "amazon, ebay, reference, shopify",
     ),
     Case(
         "bad-listener-address",

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from config.channels import CHANNEL_KINDS, AmazonChannel, ChannelConfig, EbayChannel, ShopifyChannel
+from config.channels import (
+    CHANNEL_KINDS,
+    AmazonChannel,
+    ChannelConfig,
+    EbayChannel,
+    ReferenceChannel,
+    ShopifyChannel,
+)
 from config.loader import AppConfig, ConfigError, Problem, load_config
 from config.secrets import known_secret_values
 from config.settings import MainSettings
@@ -186,6 +193,7 @@ def test_registry_lists_the_kinds() -> None:
         "shopify": ShopifyChannel,
         "amazon": AmazonChannel,
         "ebay": EbayChannel,
+        "reference": ReferenceChannel,
     } == CHANNEL_KINDS
     assert all(issubclass(model, ChannelConfig) for model in CHANNEL_KINDS.values())
 
