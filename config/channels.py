@@ -144,11 +144,22 @@ class ShopifyChannel(ChannelConfig):
         "rotation (Shopify may sign with it for up to an hour).",
     )
     api_base_url: HttpUrl | None = Field(
-        default=None, description="Override of https://SHOP/admin/api (the loopback sandbox)."
+        default=None,
+        description="Override of https://SHOP, under which /admin/api/VERSION/graphql.json "
+        "is called (the loopback sandbox).",
     )
     location_ids: dict[str, ShopifyLocationGid] = Field(
         default_factory=dict,
         description="Our location name -> Shopify location GID (gid://shopify/Location/N).",
+    )
+    notify_customer: bool = Field(
+        default=True,
+        description="Let Shopify e-mail the buyer when we push a shipment or a cancellation.",
+    )
+    webhook_url: HttpUrl | None = Field(
+        default=None,
+        description="Public URL of /webhooks/NAME as Shopify calls it; the daemon subscribes it "
+        "to the order, fulfilment and inventory topics at start. Unset = polling only.",
     )
 
     @field_validator("shop", mode="before")
@@ -224,8 +235,37 @@ class EbayChannel(ChannelConfig):
     )
 
 
+class ReferenceChannel(ChannelConfig):
+    """The reference marketplace (sandbox/reference) over HTTP: a test and demo channel only.
+
+    It stands in for a marketplace in end-to-end tests and `channel-sync demo`, pointed at a
+    loopback sandbox (`python -m sandbox.reference`); it is never a real shop.
+    """
+
+    kind: Literal["reference"] = Field(description="Always 'reference'.")
+    base_url: HttpUrl = Field(
+        description="The channel's root on a reference sandbox, e.g. http://127.0.0.1:9004/shop-a "
+        "(meant for loopback: this kind exists for tests and the demo)."
+    )
+    token: Secret = Field(description="Bearer token the sandbox accepts (a secret reference).")
+    max_stock_batch: int = Field(
+        default=50, ge=1, le=250, description="Most listings per stock call (the sandbox's batch)."
+    )
+    max_in_flight: int = Field(default=4, ge=1, le=64, description="Most calls at once.")
+    compare_and_swap: bool = Field(
+        default=False, description="Send stock with the expected current figure (sandbox `:cas`)."
+    )
+    idempotent_fulfillment: bool = Field(
+        default=False,
+        description="The sandbox dedupes fulfilments on our key (sandbox `:idempotent`).",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="Per-call timeout, seconds.")
+    page_size: int = Field(default=50, ge=1, le=250, description="Orders and listings per page.")
+
+
 CHANNEL_KINDS: dict[str, type[ChannelConfig]] = {
     "shopify": ShopifyChannel,
     "amazon": AmazonChannel,
     "ebay": EbayChannel,
+    "reference": ReferenceChannel,
 }
