@@ -217,6 +217,10 @@ class OrderLine(Base):
     quantity_shipped: Mapped[int] = mapped_column(Integer, default=0)
     unit_price: Mapped[Decimal | None]
     extra: Mapped[dict[str, Any] | None]
+    # Status out (sync/fanout.py): figures a channel's update never lowers, so that a shipment
+    # recorded here or a cancellation decided here stands until the channel shows it too.
+    shipped_floor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cancelled_floor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     order: Mapped[Order] = relationship(back_populates="lines")
 

@@ -229,20 +229,30 @@ class MemoryConnector:
         same_key = [f for f in market.fulfillments if f.key == request.key]
         if same_key and self.capabilities.idempotent_fulfillment:
             return same_key[0].fulfillment_id
+        # The order shows every fulfilment as a parcel, under the id answered here. A resend on
+        # a channel that cannot dedupe is recorded again (as eBay would) but the order cannot
+        # ship its units twice, so only a new key moves the shipped quantities.
+        order_id, carrier, tracking = (
+            request.order_external_id,
+            request.carrier,
+            request.tracking_number,
+        )
         if not same_key:
-            # A resend on a channel that cannot dedupe is recorded again (as eBay would) but the
-            # order cannot ship its units twice, so only a new key moves the shipped quantities.
             try:
-                market.ship_on_channel(request.order_external_id, _units(request.lines))
+                order = market.ship_parcel(
+                    order_id, _units(request.lines), carrier=carrier, tracking=tracking
+                )
             except ValueError as err:
                 raise PermanentError(str(err)) from err
+        else:
+            order = market.add_parcel(order_id, request.lines, carrier=carrier, tracking=tracking)
         received = ReceivedFulfillment(
             key=request.key,
             order_external_id=request.order_external_id,
             lines=tuple(request.lines),
             carrier=request.carrier,
             tracking=request.tracking_number,
-            fulfillment_id=market.next_fulfillment_id(),
+            fulfillment_id=order.shipments[-1].external_id,
         )
         market.fulfillments.append(received)
         return received.fulfillment_id

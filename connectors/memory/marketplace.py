@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from connectors.base import (
     Address,
+    ChannelShipment,
     Connector,
     Money,
     Order,
@@ -284,11 +285,76 @@ class MemoryMarketplace:
             raise ValueError(f"order {external_id} is already shipped")
         return self._save(order, self._add(order, lines, "quantity_cancelled"))
 
-    def ship_on_channel(self, external_id: str, lines: Mapping[str, int] | None = None) -> Order:
+    def ship_on_channel(
+        self,
+        external_id: str,
+        lines: Mapping[str, int] | None = None,
+        *,
+        carrier: str | None = "UPS",
+        tracking: str | None = None,
+    ) -> Order:
         """The seller ships in the channel's own admin: units not yet shipped (all when `lines` is
-        None) become shipped."""
+        None) become shipped, as one parcel on the order (its tracking made up when not given)."""
+        return self._ship(external_id, lines, carrier, tracking, invent=tracking is None)
+
+    def ship_parcel(
+        self,
+        external_id: str,
+        lines: Mapping[str, int],
+        *,
+        carrier: str | None,
+        tracking: str | None,
+    ) -> Order:
+        """A fulfilment received through the API: these units become shipped, as one parcel with
+        exactly this carrier and tracking (none when none was given)."""
+        return self._ship(external_id, lines, carrier, tracking, invent=False)
+
+    def add_parcel(
+        self,
+        external_id: str,
+        lines: Sequence[ShipmentLine],
+        *,
+        carrier: str | None,
+        tracking: str | None,
+        invent: bool = False,
+    ) -> Order:
+        """Show a parcel on the order without moving its shipped quantities (what a channel that
+        cannot dedupe does with a fulfilment sent twice); answer the order."""
         order = self.orders[external_id]
-        return self._save(order, self._add(order, lines, "quantity_shipped"))
+        parcel_id = self.next_fulfillment_id()
+        parcel = ChannelShipment(
+            external_id=parcel_id,
+            lines=tuple(lines),
+            shipped_at=order.updated_at,
+            carrier=carrier,
+            tracking_number=f"TRK-{parcel_id}" if invent and tracking is None else tracking,
+        )
+        saved = replace(order, shipments=(*order.shipments, parcel))
+        self.orders[external_id] = saved
+        return saved
+
+    def _ship(
+        self,
+        external_id: str,
+        lines: Mapping[str, int] | None,
+        carrier: str | None,
+        tracking: str | None,
+        *,
+        invent: bool,
+    ) -> Order:
+        order = self.orders[external_id]
+        changed = self._add(order, lines, "quantity_shipped")
+        parcel = [
+            ShipmentLine(new.external_line_id, new.quantity_shipped - old.quantity_shipped)
+            for old, new in zip(order.lines, changed, strict=True)
+            if new.quantity_shipped > old.quantity_shipped
+        ]
+        saved = self._save(order, changed)
+        if not parcel:
+            return saved
+        return self.add_parcel(
+            external_id, parcel, carrier=carrier, tracking=tracking, invent=invent
+        )
 
     def update(
         self,
