@@ -5,10 +5,12 @@ Two transaction shapes, as orders arrive: (a) poll pages of 250 orders per trans
 order per transaction, as webhooks deliver them. Each is measured on SQLite and PostgreSQL, and
 beside it, in the same run, a bare insert: the same `orders` and `order_lines` rows written with
 the ORM (`session.add_all`) in the same transaction shape, through the same `Database` (SQLite:
-WAL, `synchronous=FULL`; PostgreSQL: its defaults, fsync on). Every run starts from a fresh,
-migrated store holding the same catalogue: 1,000 SKUs, each listed on three channels (the listing
-that was last pushed the on-hand figure, as in steady state, so ingest lowers what each channel is
-believed to hold and marks the listings dirty), about two lines per order. The stock pusher does
+WAL, `synchronous=FULL`; PostgreSQL: its defaults, fsync on). The two take turns transaction by
+transaction, each in its own fresh, migrated store, so that whatever else runs on the machine
+weighs on both alike. Every store starts holding the same catalogue: 1,000 SKUs, each listed on
+three channels (the listing that was last pushed the on-hand figure, as in steady state, so
+ingest lowers what each channel is believed to hold and marks the listings dirty), about two
+lines per order. The stock pusher does
 not run: what it would do with the dirty listings is `bench/push.py`'s subject.
 
 Target: ingest at least half the bare insert rate, in both shapes, on both databases.
@@ -37,7 +39,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -262,32 +264,24 @@ def bare_writer(refs: dict[str, ChannelRef]) -> Writer:
     return write
 
 
-def timed_run(
-    dialect: str,
-    pg_url: str,
-    workload: Workload,
-    page_size: int,
-    make_writer: Callable[[dict[str, ChannelRef]], Writer],
-) -> tuple[float, dict[str, int]]:
-    """Seconds to write the workload in a fresh store, and what the store then holds."""
-    with fresh_store(dialect, pg_url) as db:
-        refs = seed_catalogue(db, workload)
-        write = make_writer(refs)
-        batches = transactions(workload, page_size)
-        statements = [0]
+@dataclasses.dataclass
+class _Run:
+    """One writer's fresh store, and what writing into it cost so far."""
 
-        def count(*_args: Any) -> None:
-            statements[0] += 1
+    db: Database
+    write: Writer
+    seconds: float = 0.0
+    statements: int = 0
 
-        event.listen(db.engine, "before_cursor_execute", count)
-        started = time.perf_counter()
-        for channel, orders in batches:
-            db.transact(functools.partial(write, channel=channel, orders=orders))
-        elapsed = time.perf_counter() - started
-        event.remove(db.engine, "before_cursor_execute", count)
-        with db.read_session() as session:
-            held = {
-                "statements": statements[0],
+    def count(self, *_args: Any) -> None:
+        """`before_cursor_execute` listener: one more round trip served."""
+        self.statements += 1
+
+    def held(self) -> dict[str, int]:
+        """What the store holds after the run, and the statements it took."""
+        with self.db.read_session() as session:
+            return {
+                "statements": self.statements,
                 "orders": session.scalar(select(func.count()).select_from(OrderRow)) or 0,
                 "lines": session.scalar(select(func.count()).select_from(OrderLineRow)) or 0,
                 "dirty_listings": session.scalar(
@@ -295,15 +289,46 @@ def timed_run(
                 )
                 or 0,
             }
-    return elapsed, held
+
+
+def timed_runs(
+    dialect: str,
+    pg_url: str,
+    workload: Workload,
+    page_size: int,
+    make_writers: Sequence[Callable[[dict[str, ChannelRef]], Writer]],
+) -> list[tuple[float, dict[str, int]]]:
+    """Seconds each writer took to write the workload in its own fresh store, and what the store
+    then holds.
+
+    The writers take turns transaction by transaction (the first one alternating), so that
+    whatever else runs on the machine weighs on each of them alike.
+    """
+    with ExitStack() as stack:
+        runs = []
+        for make_writer in make_writers:
+            db = stack.enter_context(fresh_store(dialect, pg_url))
+            runs.append(_Run(db, make_writer(seed_catalogue(db, workload))))
+        for run in runs:
+            event.listen(run.db.engine, "before_cursor_execute", run.count)
+        for i, (channel, orders) in enumerate(transactions(workload, page_size)):
+            for run in runs if i % 2 == 0 else runs[::-1]:
+                write = functools.partial(run.write, channel=channel, orders=orders)
+                started = time.perf_counter()
+                run.db.transact(write)
+                run.seconds += time.perf_counter() - started
+        for run in runs:
+            event.remove(run.db.engine, "before_cursor_execute", run.count)
+        return [(run.seconds, run.held()) for run in runs]
 
 
 def measure(
     dialect: str, pg_url: str, workload: Workload, page_size: int
 ) -> dict[str, float | int]:
     """Ingest and bare insert of the same workload in the same transaction shape."""
-    ingest_s, ingest_held = timed_run(dialect, pg_url, workload, page_size, ingest_writer)
-    bare_s, bare_held = timed_run(dialect, pg_url, workload, page_size, bare_writer)
+    (ingest_s, ingest_held), (bare_s, bare_held) = timed_runs(
+        dialect, pg_url, workload, page_size, (ingest_writer, bare_writer)
+    )
     n = len(workload.orders)
     expected = {"orders": n, "lines": workload.lines}
     for what, held in (("ingest", ingest_held), ("bare insert", bare_held)):
@@ -321,7 +346,8 @@ def measure(
         "ingest_per_s": round(ingest_rate, 1),
         "bare_per_s": round(bare_rate, 1),
         "ratio": round(ingest_rate / bare_rate, 3),
-        # Round trips the database served, BEGIN and COMMIT included: where the time goes.
+        # Statements sent (cursor executes; SQLite's BEGIN IMMEDIATE counts, COMMIT and
+        # PostgreSQL's BEGIN do not): on PostgreSQL each is a round trip, where the time goes.
         "ingest_statements_per_order": round(ingest_held["statements"] / n, 2),
         "bare_statements_per_order": round(bare_held["statements"] / n, 2),
         "dirty_listings_after_ingest": ingest_held["dirty_listings"],

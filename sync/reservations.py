@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Executable,
     Integer,
     String,
     and_,
@@ -41,6 +42,7 @@ from sync.ledger_sql import (
     components_statement,
     ledger_state_statement,
     mark_dirty_statement,
+    mark_dirty_statement_pg,
     run_core,
 )
 from sync.models import (
@@ -129,13 +131,18 @@ def components_of(
     locking = lock_with is not None and session.get_bind().dialect.name == "postgresql"
     params = {"skus": sorted(wanted), "lock_with": sorted(wanted | extra)}
     rows = run_core(session, components_statement(locking), params)
+    return expand_components(row for row in rows if row[0] in wanted)  # the others: locked only
+
+
+def expand_components(
+    rows: Iterable[tuple[str, bool, str | None, int | None]],
+) -> dict[str, list[tuple[str, int]]]:
+    """`components_of` from its rows: (our SKU, is bundle, component or None, units per bundle)."""
     bundles: dict[str, bool] = {}
     parts: dict[str, list[tuple[str, int]]] = {}
     for code, is_bundle, component, quantity in rows:
-        if code not in wanted:
-            continue  # locked only
         bundles[code] = bool(is_bundle)
-        if component is not None:
+        if component is not None and quantity is not None:
             parts.setdefault(code, []).append((component, quantity))
     return {
         code: parts[code] if is_bundle and parts.get(code) else [(code, 1)]
@@ -365,9 +372,11 @@ def mark_dirty(
     wanted = set(skus)
     if not wanted:
         return set()
-    params: dict[str, Any] = {"skus": sorted(wanted)}
     lowering = lower is not None and bool(lower[1])
-    if lower is not None and lowering and lower[2]:
+    if session.get_bind().dialect.name == "postgresql":
+        statement: Executable = mark_dirty_statement_pg()
+        params = mark_dirty_params(wanted, lower)
+    elif lower is not None and lowering and lower[2]:
         # Compare-and-swap: each SKU goes down by its own count, so this one is built each time.
         channel_id, sold, _ = lower
         pushed = Listing.last_pushed_quantity
@@ -378,21 +387,47 @@ def mark_dirty(
             last_pushed_quantity=case((ours, lowered), else_=pushed),
             verify_belief=case((ours, true()), else_=Listing.verify_belief),
         )
+        params = {"skus": sorted(wanted)}
     else:
         statement = mark_dirty_statement(lowering)
+        params = {"skus": sorted(wanted)}
         if lower is not None and lowering:
             params.update(channel=lower[0], sold=sorted(lower[1]))
     # One statement: the update answers the listings it flagged and their channels.
-    rows = run_core(session, statement, params).all()
-    # Listings this session holds are read again when next used, as ORM updates would have them.
-    attributes = (
-        ["is_dirty", "last_pushed_quantity", "verify_belief"] if lowering else ["is_dirty"]
-    )
-    for listing_id, _ in rows:
+    rows = [(int(i), int(c)) for i, c in run_core(session, statement, params)]
+    return forget_dirty_listings(session, rows, lowering=lowering)
+
+
+def mark_dirty_params(
+    skus: Iterable[str], lower: tuple[int, Mapping[str, int], bool] | None
+) -> dict[str, Any]:
+    """Parameters of PostgreSQL's `mark_dirty` statement (see `mark_dirty`)."""
+    channel_id, sold, cas = lower if lower is not None else (0, {}, False)
+    ordered = sorted(sold)
+    return {
+        "dirty_skus": sorted(set(skus)),
+        "sold_channel": channel_id,
+        "sold_skus": ordered,
+        "sold_units": [sold[sku] for sku in ordered],
+        "cas": cas,
+    }
+
+
+def forget_dirty_listings(
+    session: Session, rows: Iterable[tuple[int, int]], *, lowering: bool
+) -> set[int]:
+    """After `mark_dirty`'s statement answered (listing id, channel id) rows: the channel ids.
+
+    Listings this session holds are read again when next used, as ORM updates would have them.
+    """
+    attributes = ["is_dirty", "last_pushed_quantity", "verify_belief"] if lowering else ["is_dirty"]
+    channels = set()
+    for listing_id, channel_id in rows:
+        channels.add(channel_id)
         held = session.identity_map.get(session.identity_key(Listing, listing_id))
         if held is not None:
             session.expire(held, attributes)
-    return {channel_id for _, channel_id in rows}
+    return channels
 
 
 def ledger_totals(session: Session) -> dict[str, tuple[int, int]]:
