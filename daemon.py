@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from config.loader import AppConfig
+    from sync.scheduler import SchedulerSettings
     from sync.service import Service
 
 log = logging.getLogger("channel_sync")
@@ -288,6 +289,75 @@ def listings(config_dir: Path) -> None:
         db.dispose()
 
 
+def _units_option(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> list[tuple[str, int]]:
+    units = []
+    for value in values:
+        sku, equals, quantity = value.rpartition("=")
+        if not equals or not sku.strip() or not quantity.strip().isdigit():
+            raise click.BadParameter(f"{value!r} is not SKU=QTY (QTY a whole number)")
+        units.append((sku.strip(), int(quantity)))
+    return units
+
+
+@cli.command()
+@click.argument("order")
+@click.option("--carrier", required=True, help="The carrier, as the channel knows it (e.g. UPS).")
+@click.option("--tracking", required=True, help="The parcel's tracking number.")
+@click.option(
+    "--line",
+    "lines",
+    multiple=True,
+    metavar="SKU=QTY",
+    callback=_units_option,
+    help="Units of one SKU in the parcel (repeat; none: every open unit of the order).",
+)
+@click.option("--channel", default=None, help="Look ORDER up among this channel's orders only.")
+@CONFIG_OPTION
+def ship(
+    order: str,
+    carrier: str,
+    tracking: str,
+    lines: list[tuple[str, int]],
+    channel: str | None,
+    config_dir: Path,
+) -> None:
+    """Record a shipment of ORDER (our id, id:N, or the channel's order id or number) and queue it
+    for the order's channel; exit 2 when it is refused, with nothing written."""
+    from sync.db import Database, SchemaOutOfDateError, ensure_schema
+    from sync.fanout import FanoutInputError, Units, record_shipment, resolve_order
+
+    app_config = _load_or_exit(config_dir)
+    _configure_logging(app_config)
+    db = Database(app_config.database_url)
+    try:
+        ensure_schema(db, auto_migrate=app_config.main.database.auto_migrate)
+        recorded = db.transact(
+            lambda session: record_shipment(
+                session,
+                resolve_order(session, order, channel),
+                carrier=carrier,
+                tracking=tracking,
+                lines=[Units(sku, quantity) for sku, quantity in lines],
+            )
+        )
+    except SchemaOutOfDateError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(3)
+    except FanoutInputError as exc:
+        click.echo(f"not shipped: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    finally:
+        db.dispose()
+    # A running daemon's fan-out worker finds the job on its own timer: no signal needed.
+    click.echo(
+        f"shipment {recorded.record_id} recorded for order {recorded.order_id}: "
+        f"{sum(recorded.units.values())} unit(s); the order is {recorded.status.value}; "
+        "queued for its channel"
+    )
+
+
 @cli.command()
 @click.option(
     "--state-dir",
@@ -363,6 +433,7 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
     """Build the service from the config and run it on a fresh event loop."""
     from connectors.registry import connector_for
     from sync.db import Database
+    from sync.outbox import RetrySchedule
     from sync.reservations import StockRules
     from sync.service import ChannelSpec, Listener, Service, ServiceSettings
 
@@ -380,12 +451,21 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
                 enabled=ch.enabled,
                 rules=StockRules(**ch.stock.model_dump()),
                 locations=tuple(ch.locations),
+                poll_interval_s=ch.schedule.poll_interval_s,
+                reconcile_interval_s=ch.schedule.reconcile_interval_s,
             )
             for name, ch in app_config.channels.items()
         },
         inbox_retention_days=main.retention.webhook_inbox_days,
         events_retention_days=main.retention.events_days,
         version=_version(),
+        schedule=_scheduler_settings(app_config),
+        outbox_lease_s=main.outbox.lease_s,
+        retry=RetrySchedule(
+            max_attempts=main.outbox.max_attempts,
+            base_s=main.outbox.retry_base_s,
+            cap_s=main.outbox.retry_cap_s,
+        ),
     )
     log.info("channel-sync %s starting", settings.version)
     connectors = {}
@@ -408,6 +488,62 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
         return 1
     finally:
         db.dispose()
+
+
+def _scheduler_settings(app_config: AppConfig) -> SchedulerSettings:
+    from sync.scheduler import SchedulerSettings
+
+    sched = app_config.main.schedules
+    return SchedulerSettings(
+        heartbeat_s=sched.heartbeat_s,
+        lease_ttl_s=sched.lease_ttl_s,
+        outbox_interval_s=sched.outbox_interval_s,
+        reconcile_overlap_s=sched.reconcile_overlap_s,
+        initial_lookback_s=sched.initial_lookback_days * 86400,
+        auth_recheck_s=sched.auth_recheck_s,
+    )
+
+
+@cli.command()
+@CONFIG_OPTION
+def status(config_dir: Path) -> None:
+    """What /api/status says, as a table: read from the store, so it works with the daemon down."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from sync.db import Database, SchemaOutOfDateError, ensure_schema
+    from sync.status import channel_statuses
+
+    app_config = _load_or_exit(config_dir)
+    _configure_logging(app_config)
+    db = Database(app_config.database_url)
+    try:
+        ensure_schema(db, auto_migrate=False)
+        with db.read_session() as session:
+            statuses = channel_statuses(session, datetime.now(UTC))
+    except SchemaOutOfDateError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(3)
+    finally:
+        db.dispose()
+    table = Table(title="channel-sync status")
+    for heading in ("channel", "kind", "state", "last poll", "lag", "today", "jobs"):
+        table.add_column(heading, justify="right" if heading in ("lag", "today") else "left")
+    table.add_column("last error", overflow="fold")
+    for row in statuses:
+        table.add_row(
+            row.name,
+            row.kind,
+            row.state,
+            row.last_poll_at.strftime("%Y-%m-%d %H:%M:%S UTC") if row.last_poll_at else "never",
+            f"{row.lag_s:.0f} s" if row.lag_s is not None else "-",
+            str(row.orders_today),
+            f"{row.jobs_pending} pending, {row.jobs_dead} dead",
+            row.last_error or "",
+        )
+    Console(width=160).print(table if statuses else "no channels in the store yet")
 
 
 def main() -> None:

@@ -127,10 +127,28 @@ class ScheduleSettings(BaseModel):
         default=900.0, gt=0, description="Full stock reconcile period for channels that set none."
     )
     lease_ttl_s: float = Field(
-        default=30.0, gt=0, description="A lease not renewed for this long can be taken over."
+        default=20.0,
+        gt=0,
+        description="A lease not renewed for this long can be taken over (2 heartbeats: a dead "
+        "instance's jobs move within 2 heartbeats of its death).",
     )
     heartbeat_s: float = Field(
         default=10.0, gt=0, description="Lease renewal period; must be below lease_ttl_s."
+    )
+    reconcile_overlap_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Reconcile re-reads orders from the poll checkpoint minus this many seconds.",
+    )
+    initial_lookback_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="A channel's first poll reads orders updated in this many past days.",
+    )
+    auth_recheck_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often a channel whose credentials were refused is checked again.",
     )
 
     @field_validator("heartbeat_s")
@@ -144,6 +162,25 @@ class ScheduleSettings(BaseModel):
                 {"ttl": ttl},
             )
         return heartbeat
+
+
+class OutboxSettings(BaseModel):
+    """How outbox jobs (stock, shipments, cancels) are claimed and retried."""
+
+    model_config = MODEL_CONFIG
+
+    lease_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A claimed job whose worker died is taken again after this many seconds.",
+    )
+    retry_base_s: float = Field(
+        default=1.0, gt=0, description="First retry delay ceiling; doubles per try (jittered)."
+    )
+    retry_cap_s: float = Field(default=600.0, gt=0, description="Largest retry delay ceiling.")
+    max_attempts: int = Field(
+        default=12, ge=1, description="Tries before a job is dead (shown in /api/jobs?state=dead)."
+    )
 
 
 class RetentionSettings(BaseModel):
@@ -225,6 +262,9 @@ class MainSettings(BaseSettings):
     )
     schedules: ScheduleSettings = Field(
         default_factory=ScheduleSettings, description="Periods of the scheduled jobs."
+    )
+    outbox: OutboxSettings = Field(
+        default_factory=OutboxSettings, description="Outbox claims and retries."
     )
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings, description="Data retention."

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import OrderStatus
 from sync.models import Channel, Order, OrderLine
-from sync.status import channel_statuses
+from sync.status import ChannelStatus, channel_statuses
 
 
 class Metrics:
@@ -54,6 +54,56 @@ class Metrics:
             "channel_sync_throttles",
             "Calls a channel answered with a rate limit, by channel.",
             ["channel"],
+            registry=self.registry,
+        )
+        # Status out (sync/fanout_worker.py): outcome is applied, already_there (found on the
+        # channel after an unclear attempt), uncertain, retry, auth or dead.
+        self.fanout_pushes = Counter(
+            "channel_sync_fanout_pushes",
+            "Shipment and cancel jobs sent to their origin channel, by channel, kind and outcome.",
+            ["channel", "kind", "outcome"],
+            registry=self.registry,
+        )
+        self._add_scheduler_metrics()
+
+    def _add_scheduler_metrics(self) -> None:
+        # Scheduling (sync/scheduler.py, sync/reconcile.py): runs, ticks, repairs, leases.
+        self.scheduled_runs = Counter(
+            "channel_sync_scheduled_runs",
+            "Poll and reconcile runs, by channel, job and outcome (ok, failed, auth_failed).",
+            ["channel", "job", "outcome"],
+            registry=self.registry,
+        )
+        self.scheduler_ticks = Counter(
+            "channel_sync_scheduler_ticks",
+            "Ticks of a periodic job this instance ran (run), and ticks before them nobody ran "
+            "(skipped: backoff, auth failure, every instance down, a lease without a live holder).",
+            ["channel", "job", "outcome"],
+            registry=self.registry,
+        )
+        self.reconcile_repairs = Counter(
+            "channel_sync_reconcile_repairs",
+            "Drift repaired by reconcile, by channel and kind (order_missing, order_stale, "
+            "stock_drift).",
+            ["channel", "kind"],
+            registry=self.registry,
+        )
+        self.listings_bound = Counter(
+            "channel_sync_listings_bound",
+            "Channel listings bound to a known SKU by reconcile, by channel.",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.lease_takeovers = Counter(
+            "channel_sync_lease_takeovers",
+            "Leases this instance took from a holder that stopped renewing, by lease.",
+            ["lease"],
+            registry=self.registry,
+        )
+        self.lease_takeover_seconds = Gauge(
+            "channel_sync_lease_takeover_seconds",
+            "Seconds between the old holder's last heartbeat and the last takeover, by lease.",
+            ["lease"],
             registry=self.registry,
         )
 
@@ -112,6 +162,27 @@ class _StoreCollector(Collector):
         yield lag
         yield unmapped
         yield oversold
+        yield from _status_families(statuses)
+
+
+def _status_families(statuses: list[ChannelStatus]) -> Iterator[Metric]:
+    """The rest of what /api/status says per channel (sync/status.py), as gauges."""
+    today = GaugeMetricFamily(
+        "channel_sync_orders_ingested_today",
+        "Orders first stored since midnight UTC, by channel.",
+        labels=["channel"],
+    )
+    last_poll = GaugeMetricFamily(
+        "channel_sync_channel_last_poll_timestamp_seconds",
+        "Unix time of the channel's last successful poll.",
+        labels=["channel"],
+    )
+    for status in statuses:
+        today.add_metric([status.name], status.orders_today)
+        if status.last_poll_at is not None:
+            last_poll.add_metric([status.name], status.last_poll_at.timestamp())
+    yield today
+    yield last_poll
 
 
 def _unmapped_lines_by_channel(session: Session) -> dict[str, int]:

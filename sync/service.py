@@ -19,16 +19,25 @@ from starlette.applications import Starlette
 from connectors.base import Connector
 from sync.channels import register_channels
 from sync.db import Database, SchemaOutOfDateError, ensure_schema
+from sync.fanout_worker import FanoutChannel, FanoutWorker
+from sync.health import ChannelHealth
 from sync.http.admin import AdminContext, create_admin_app
 from sync.http.webhooks import create_webhook_app
+from sync.ingest import ChannelRef
 from sync.metrics import Metrics
+from sync.outbox import RetrySchedule
+from sync.polling import PollChannel
 from sync.pusher import PushChannel, StockPusher
 from sync.reservations import StockRules
 from sync.retention import purge_expired
+from sync.scheduler import ScheduledChannel, Scheduler, SchedulerSettings
 from sync.sdnotify import Notifier
+from sync.single_instance import StoreInUseError, exclusive_store
 from sync.stock_push import ChannelStockPlan
 
 log = logging.getLogger(__name__)
+
+EXIT_STORE_IN_USE = 4
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,8 @@ class ChannelSpec:
     enabled: bool
     rules: StockRules = field(default_factory=StockRules)
     locations: tuple[str, ...] = ("default",)
+    poll_interval_s: float = 60.0
+    reconcile_interval_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,9 @@ class ServiceSettings:
     inbox_retention_days: int
     events_retention_days: int
     version: str
+    schedule: SchedulerSettings = field(default_factory=SchedulerSettings)
+    outbox_lease_s: float = 120.0
+    retry: RetrySchedule = field(default_factory=RetrySchedule)
 
     @property
     def enabled_channels(self) -> frozenset[str]:
@@ -134,6 +148,9 @@ class Service:
         self.workers = list(workers)
         self.connectors = dict(connectors or {})
         self.pusher: StockPusher | None = None
+        self.fanout: FanoutWorker | None = None
+        self.sync_scheduler: Scheduler | None = None
+        self.health = ChannelHealth(db)
         self.webhook_app = webhook_app or create_webhook_app({})
         self.stop_event = asyncio.Event()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -155,11 +172,21 @@ class Service:
     async def run(self) -> int:
         """Serve until asked to stop; answer the process exit code."""
         try:
+            with exclusive_store(self.db):  # SQLite: one daemon per store file
+                return await self._run()
+        except StoreInUseError as exc:
+            log.error("%s", exc)
+            return EXIT_STORE_IN_USE
+
+    async def _run(self) -> int:
+        try:
             await asyncio.to_thread(ensure_schema, self.db, auto_migrate=self.settings.auto_migrate)
         except SchemaOutOfDateError as exc:
             log.error("%s", exc)
             return 3
         channel_ids = await asyncio.to_thread(self._register_channels)
+        # One view of which channels may be called, shared by pusher and scheduler.
+        self.health = ChannelHealth(self.db, self.settings.enabled_channels)
         self.pusher = StockPusher(
             self.db,
             [
@@ -172,8 +199,27 @@ class Service:
                 if spec.enabled and name in self.connectors
             ],
             metrics=self.metrics,
+            is_callable=self.health.is_callable,
+            on_auth_error=self.health.report_auth_failure,
+            lease=timedelta(seconds=self.settings.outbox_lease_s),
+            retry=self.settings.retry,
         )
         self.workers.append(self.pusher)
+        # Status out: shipments and cancellations to each order's origin channel.
+        self.fanout = FanoutWorker(
+            self.db,
+            [
+                FanoutChannel(name, channel_ids[name], self.connectors[name])
+                for name, spec in self.settings.channels.items()
+                if spec.enabled and name in self.connectors
+            ],
+            metrics=self.metrics,
+            lease=timedelta(seconds=self.settings.outbox_lease_s),
+            retry=self.settings.retry,
+        )
+        self.workers.append(self.fanout)
+        self.sync_scheduler = self._build_scheduler(channel_ids)
+        self.workers.append(self.sync_scheduler)
         self.metrics.watch_store(self.db.read_session)
         admin_ctx = AdminContext(
             db=self.db,
@@ -183,6 +229,9 @@ class Service:
             schema_problem=lambda: self._schema_problem,
             is_draining=lambda: self._draining,
             on_ledger_change=self.pusher.wake,
+            on_fanout=self.fanout.wake,
+            sync_channel=self.sync_scheduler.sync_now,
+            instance=self.sync_scheduler.describe,
         )
         servers = []
         for listener, app in (
@@ -228,6 +277,7 @@ class Service:
             raise RuntimeError(f"a listener stopped during start-up: {failed.exception()!r}")
 
         self._schedule_housekeeping()
+        self.sync_scheduler.schedule(self.scheduler)
         self.scheduler.start()
         worker_tasks = [
             asyncio.create_task(w.run(self.stop_event), name=f"worker-{w.name}")
@@ -293,6 +343,45 @@ class Service:
                 session,
                 {name: (spec.kind, spec.enabled) for name, spec in self.settings.channels.items()},
             )
+
+    def _build_scheduler(self, channel_ids: Mapping[str, int]) -> Scheduler:
+        """Poll and reconcile every enabled channel under leases; one health view for all."""
+        served = {
+            name: spec
+            for name, spec in self.settings.channels.items()
+            if spec.enabled and name in self.connectors
+        }
+        health = self.health
+
+        def wake() -> None:  # from any thread: ingest or a repair left listings dirty
+            if self.pusher is not None:
+                self.pusher.wake()
+            if self.fanout is not None:
+                self.fanout.wake()
+
+        health.on_recovered(lambda _name: wake())
+        channels = []
+        for name, spec in served.items():
+            connector = self.connectors[name]
+            ref = ChannelRef(
+                channel_ids[name],
+                name,
+                spec.locations,
+                compare_and_swap=connector.capabilities.supports_compare_and_swap,
+            )
+            channels.append(
+                ScheduledChannel(
+                    PollChannel(ref, connector), spec.poll_interval_s, spec.reconcile_interval_s
+                )
+            )
+        return Scheduler(
+            self.db,
+            channels,
+            self.settings.schedule,
+            health=health,
+            metrics=self.metrics,
+            wake=wake,
+        )
 
     def _schedule_housekeeping(self) -> None:
         self.scheduler.add_job(

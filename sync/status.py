@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from sync.models import Channel, ChannelState, JobState, OutboxJob
+from sync.models import Channel, ChannelState, Event, JobState, OutboxJob
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class ChannelStatus:
     last_error: str | None
     jobs_pending: int
     jobs_dead: int
+    last_dead_reason: str | None = None  # the newest dead job's error: the channel's reason
+    orders_today: int = 0  # orders first stored since midnight UTC
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form, times as ISO 8601."""
@@ -42,6 +44,18 @@ def channel_statuses(session: Session, now: datetime) -> list[ChannelStatus]:
             .group_by(OutboxJob.channel_id, OutboxJob.state)
         )
     }
+    newest_dead = (
+        select(func.max(OutboxJob.id))
+        .where(OutboxJob.state == JobState.DEAD)
+        .group_by(OutboxJob.channel_id)
+    )
+    dead_reasons: dict[int, str | None] = dict(
+        session.execute(
+            select(OutboxJob.channel_id, OutboxJob.last_error).where(OutboxJob.id.in_(newest_dead))
+        ).all()
+    )
+    today = _orders_today(session, now)
+    throttled = _throttled_channels(session)
     statuses = []
     for channel in session.scalars(select(Channel).order_by(Channel.name)):
         pending = counts.get((channel.id, JobState.PENDING), 0) + counts.get(
@@ -52,12 +66,18 @@ def channel_statuses(session: Session, now: datetime) -> list[ChannelStatus]:
             ChannelStatus(
                 name=channel.name,
                 kind=channel.kind,
-                state=channel.state.value,
+                state=effective_state(
+                    channel.state,
+                    has_dead_jobs=bool(counts.get((channel.id, JobState.DEAD))),
+                    is_throttled=channel.id in throttled,
+                ),
                 last_poll_at=channel.last_poll_at,
                 lag_s=lag,
                 last_error=channel.last_error,
                 jobs_pending=pending,
                 jobs_dead=counts.get((channel.id, JobState.DEAD), 0),
+                last_dead_reason=dead_reasons.get(channel.id),
+                orders_today=today.get(channel.id, 0),
             )
         )
     return statuses
@@ -70,3 +90,42 @@ def readiness_problems(session: Session, enabled_channels: set[str]) -> list[str
         select(Channel.name).where(Channel.state == ChannelState.AUTH_FAILED).order_by(Channel.name)
     ).all()
     return [f"channel {name}: authentication failed" for name in failed if name in enabled_channels]
+
+
+# Scheduling's part of the status (sync/scheduler.py writes the channel's state and last poll).
+
+
+def effective_state(stored: ChannelState, *, has_dead_jobs: bool, is_throttled: bool) -> str:
+    """ok, degraded (last poll or reconcile failed, dead jobs, throttled now), auth_failed or
+    disabled: what an operator should read, from the stored state and the outbox."""
+    if stored is ChannelState.OK and (has_dead_jobs or is_throttled):
+        return ChannelState.DEGRADED.value
+    return stored.value
+
+
+def _orders_today(session: Session, now: datetime) -> dict[int, int]:
+    # Every order's first ingest writes one `order.created` event; `at` is indexed.
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
+        channel_id: n
+        for channel_id, n in session.execute(
+            select(Event.channel_id, func.count())
+            .where(Event.at >= midnight, Event.kind == "order.created")
+            .group_by(Event.channel_id)
+        )
+        if channel_id is not None
+    }
+
+
+def _throttled_channels(session: Session) -> set[int]:
+    # A stock or status job waiting out a channel's rate limit (outbox.fail keeps the error name).
+    return set(
+        session.scalars(
+            select(OutboxJob.channel_id)
+            .where(
+                OutboxJob.state == JobState.PENDING,
+                OutboxJob.last_error.like("RateLimitedError%"),
+            )
+            .distinct()
+        )
+    )

@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync.db import Database
+from sync.http.admin_orders import ORDER_ROUTES
+from sync.http.admin_sync import SYNC_ROUTES
 from sync.metrics import Metrics
 from sync.models import JobState, OutboxJob
 from sync.orders_view import (
@@ -65,6 +67,12 @@ class AdminContext:
     # Called after a commit that changed the ledger (stock set, order cancelled...): wakes the
     # stock pusher so channels hear of it within a round trip.
     on_ledger_change: Callable[[], None] = lambda: None
+    # Called after a commit that queued a shipment or cancel job: wakes the fan-out worker.
+    on_fanout: Callable[[], None] = lambda: None
+    # Scheduling (sync/http/admin_sync.py): run a channel's poll and reconcile now (KeyError for
+    # a channel not served here), and this instance's id and leases for /api/status.
+    sync_channel: Callable[[str], Awaitable[dict[str, dict[str, Any]]]] | None = None
+    instance: Callable[[], dict[str, Any]] = dict
 
 
 class BearerAuthMiddleware(BaseHTTPMiddleware):
@@ -146,6 +154,7 @@ async def status(request: Request) -> Response:
             "uptime_s": round((now - ctx.started_at).total_seconds(), 3),
             "draining": ctx.is_draining(),
             "database": ctx.db.dialect,
+            "instance": ctx.instance(),
             "channels": channels,
         }
     )
@@ -303,6 +312,8 @@ def create_admin_app(ctx: AdminContext) -> Starlette:
             Route("/api/orders/{order_id}", order_one),
             Route("/api/jobs", jobs_list),
             Route("/api/jobs/{job_id}/retry", job_retry, methods=["POST"]),
+            *ORDER_ROUTES,  # sync/http/admin_orders.py: shipments and cancellations
+            *SYNC_ROUTES,  # sync/http/admin_sync.py: poll and reconcile a channel now
         ],
         middleware=[Middleware(BearerAuthMiddleware, token=ctx.token)],
     )

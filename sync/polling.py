@@ -1,0 +1,262 @@
+"""Orders in by polling: each page committed with the checkpoint that moves past it.
+
+Poll: the checkpoint (stream `orders` in `poll_checkpoints`) is the next request to make:
+`fetch_orders(position_at, cursor)`. Each page is ingested and the checkpoint moved past it in
+one transaction, so a process killed between a page's fetch and its commit reads that page
+again, and nothing committed is read for nothing. At the last page the position becomes the
+newest `updated_at` seen; the next poll asks from there with `>=`, so the boundary repeats and
+ingest absorbs it (at-least-once, as the Singer bookmarks do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from connectors.base import Connector, Order, OrderPage
+from connectors.errors import ConnectorError, PermanentError, RateLimitedError
+from sync.db import Database
+from sync.ingest import ChannelRef, IngestResult, ingest_orders
+from sync.metrics import Metrics
+from sync.models import Channel, ChannelState, PollCheckpoint, utcnow
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ORDERS_STREAM = "orders"
+_IN_CHUNK = 1000
+_ERROR_MAX = 500
+
+
+@dataclass(frozen=True)
+class PollChannel:
+    """A channel as the poller needs it: how ingest sees it, and its connector."""
+
+    ref: ChannelRef
+    connector: Connector
+
+    @property
+    def name(self) -> str:
+        """The channel's name."""
+        return self.ref.name
+
+
+@dataclass
+class PollResult:
+    """What one poll read and changed."""
+
+    pages: int = 0
+    orders: int = 0
+    created: int = 0
+    updated: int = 0
+    newly_oversold: int = 0
+    position_at: datetime | None = None
+    is_complete: bool = False  # read to the last page (not stopped between pages)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        data = asdict(self)
+        data["position_at"] = self.position_at.isoformat() if self.position_at else None
+        return data
+
+
+# Store side: each function runs in the caller's transaction.
+
+
+def read_checkpoint(
+    session: Session, channel_id: int, stream: str = ORDERS_STREAM
+) -> tuple[datetime | None, str | None]:
+    """(position_at, cursor) of a channel's stream; (None, None) before its first commit."""
+    row = session.execute(
+        select(PollCheckpoint.position_at, PollCheckpoint.cursor).where(
+            PollCheckpoint.channel_id == channel_id, PollCheckpoint.stream == stream
+        )
+    ).one_or_none()
+    return (row.position_at, row.cursor) if row is not None else (None, None)
+
+
+def advance_checkpoint(
+    session: Session,
+    channel_id: int,
+    position_at: datetime,
+    cursor: str | None,
+    stream: str = ORDERS_STREAM,
+) -> bool:
+    """Set the next request to make; never moves the position back (answers whether it moved)."""
+    created = session.scalar(
+        insert_for(session)(PollCheckpoint)
+        .values(
+            channel_id=channel_id,
+            stream=stream,
+            position_at=position_at,
+            cursor=cursor,
+            updated_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[PollCheckpoint.channel_id, PollCheckpoint.stream])
+        .returning(PollCheckpoint.stream)
+    )
+    if created is not None:
+        return True
+    row = session.scalars(
+        select(PollCheckpoint)
+        .where(PollCheckpoint.channel_id == channel_id, PollCheckpoint.stream == stream)
+        .with_for_update()
+    ).one()
+    if row.position_at is not None and position_at < row.position_at:
+        return False  # another run (a manual sync elsewhere) already read further
+    row.position_at = position_at
+    row.cursor = cursor
+    row.updated_at = utcnow()
+    session.flush()
+    return True
+
+
+def commit_page(
+    session: Session,
+    channel: ChannelRef,
+    orders: Sequence[Order],
+    next_position: tuple[datetime, str | None] | None,
+) -> IngestResult:
+    """Ingest one page and, in the same transaction, move the checkpoint past it."""
+    result = ingest_orders(session, channel, orders)
+    if next_position is not None:
+        advance_checkpoint(session, channel.id, *next_position)
+    return result
+
+
+def record_poll_ok(session: Session, channel_id: int, at: datetime) -> None:
+    """A poll read to the end: its time is the channel's last successful poll."""
+    session.execute(update(Channel).where(Channel.id == channel_id).values(last_poll_at=at))
+    session.execute(
+        update(Channel)
+        .where(Channel.id == channel_id, Channel.state == ChannelState.DEGRADED)
+        .values(state=ChannelState.OK)
+    )
+
+
+def record_job_failure(session: Session, channel_id: int, error: str) -> None:
+    """A poll or reconcile failed: the channel is degraded (unless worse), with the reason."""
+    session.execute(
+        update(Channel).where(Channel.id == channel_id).values(last_error=error[:_ERROR_MAX])
+    )
+    session.execute(
+        update(Channel)
+        .where(Channel.id == channel_id, Channel.state == ChannelState.OK)
+        .values(state=ChannelState.DEGRADED)
+    )
+
+
+# Channel side: the calls, with the store transactions between them.
+
+
+async def poll_orders(
+    db: Database,
+    channel: PollChannel,
+    *,
+    initial_since: datetime,
+    metrics: Metrics | None = None,
+    on_change: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> PollResult:
+    """Read every order updated since the checkpoint, page by page, each page committed with it.
+
+    Stops between pages when `should_stop()` says so (the checkpoint already says where to
+    resume). Raises the connector's error; pages committed before it stay committed.
+    `on_change` is called after a commit that left listings dirty (wake the stock pusher).
+    """
+    ref = channel.ref
+    since, cursor = await asyncio.to_thread(read_only, db, lambda s: read_checkpoint(s, ref.id))
+    since = since or initial_since
+    result = PollResult(position_at=since)
+    newest = since
+    while not should_stop():
+        try:
+            page = await fetch_page(channel, since, cursor, metrics)
+        except PermanentError:
+            if cursor is None:
+                raise
+            # A cursor the channel no longer takes (expired): read again from the position.
+            log.warning("channel %s refused the saved cursor; reading from its position", ref.name)
+            cursor = None
+            await asyncio.to_thread(
+                db.transact, lambda s: advance_checkpoint(s, ref.id, since, None)
+            )
+            continue
+        if page.next_cursor is not None and page.next_cursor == cursor:
+            raise PermanentError("the channel answered the same cursor again", channel=ref.name)
+        newest = max([newest, *(order.updated_at for order in page.orders)])
+        position = (since, page.next_cursor) if page.next_cursor else (newest, None)
+        ingest = await asyncio.to_thread(
+            db.transact, lambda s, p=page, n=position: commit_page(s, ref, p.orders, n)
+        )
+        result.pages += 1
+        result.orders += len(page.orders)
+        result.created += len(ingest.created)
+        result.updated += len(ingest.updated)
+        result.newly_oversold += len(ingest.newly_oversold)
+        note_ingest(ingest, channel.name, metrics)
+        if ingest.dirty_channels:
+            on_change()
+        result.position_at = position[0]
+        if page.next_cursor is None:
+            result.is_complete = True
+            break
+        cursor = page.next_cursor
+    return result
+
+
+async def fetch_page(
+    channel: PollChannel, since: datetime, cursor: str | None, metrics: Metrics | None
+) -> OrderPage:
+    """One page of the channel's orders, counted."""
+    return await call_channel(
+        channel, "fetch_orders", metrics, channel.connector.fetch_orders(since, cursor)
+    )
+
+
+async def call_channel(
+    channel: PollChannel, operation: str, metrics: Metrics | None, call: Awaitable[T]
+) -> T:
+    """Await one connector call, counting it and any throttle in the channel's metrics."""
+    if metrics is not None:
+        metrics.api_calls.labels(channel.name, operation).inc()
+    try:
+        return await call
+    except ConnectorError as exc:
+        if metrics is not None and isinstance(exc, RateLimitedError):
+            metrics.throttles.labels(channel.name).inc()
+        raise
+
+
+def note_ingest(ingest: IngestResult, channel: str, metrics: Metrics | None) -> None:
+    """Count what an ingest changed in the channel's metrics."""
+    if metrics is not None:
+        changed = len(ingest.created) + len(ingest.updated)
+        if changed:
+            metrics.orders_ingested.labels(channel).inc(changed)
+        if ingest.newly_oversold:
+            metrics.oversells.labels(channel).inc(len(ingest.newly_oversold))
+
+
+def read_only(db: Database, fn: Callable[[Session], T]) -> T:
+    """Run `fn` in a read-only snapshot (for asyncio.to_thread)."""
+    with db.read_session() as session:
+        return fn(session)
+
+
+def insert_for(session: Session) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (both dialects spell it alike)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    """Slices short enough for an IN list on either database."""
+    return [items[i : i + _IN_CHUNK] for i in range(0, len(items), _IN_CHUNK)]

@@ -1,0 +1,294 @@
+"""Polling and reconcile on a real store against the reference connector.
+
+The checkpoint moves with each page's commit and never past a page that was not committed (a
+poller SIGKILLed between a page's fetch and its commit reads that page again); reconcile finds
+what polling cannot (late writes before the checkpoint, listings never bound, quantities changed
+on the channel behind our back), repairs it and counts every repair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from connectors.base import Capabilities, OrderPage, OrderStatus
+from connectors.errors import RetryableError
+from connectors.memory import MemoryConnector, MemoryMarketplace
+from sync.db import Database
+from sync.ingest import ChannelRef
+from sync.metrics import Metrics
+from sync.models import Channel, JobKind, Listing, Order, Sku, StockLevel
+from sync.outbox import enqueue
+from sync.polling import PollChannel, advance_checkpoint, poll_orders, read_checkpoint
+from sync.reconcile import reconcile
+from sync.stock_push import STOCK_KEY
+from tests.sync import poll_worker
+from tests.sync.engine_harness import (
+    ChannelSpec,
+    StoreSpec,
+    build_store,
+    push_until_idle,
+    start_in_sync,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SINCE = poll_worker.SINCE
+OVERLAP = timedelta(days=1)
+
+
+def _shop(database: Database, skus: tuple[str, ...] = ("A", "B")) -> int:
+    with database.session() as session:
+        channel = Channel(name="shop", kind="memory")
+        session.add(channel)
+        session.add_all(Sku(sku=sku) for sku in skus)
+        session.add_all(StockLevel(sku=sku, location="default", on_hand=100) for sku in skus)
+        session.flush()
+        return channel.id
+
+
+def _stored(database: Database) -> dict[str, tuple[datetime, OrderStatus]]:
+    with database.read_session() as session:
+        return {
+            ext: (at, status)
+            for ext, at, status in session.execute(
+                select(Order.external_id, Order.channel_updated_at, Order.status)
+            )
+        }
+
+
+def _checkpoint(database: Database, channel_id: int) -> tuple[datetime | None, str | None]:
+    with database.read_session() as session:
+        return read_checkpoint(session, channel_id)
+
+
+class _Recording(MemoryConnector):
+    """The reference connector, noting every fetch it was asked for."""
+
+    def __init__(self, market: MemoryMarketplace, *, fail_at: int | None = None) -> None:
+        super().__init__(
+            market, name="shop", capabilities=Capabilities(), page_size=poll_worker.PAGE_SIZE
+        )
+        self.asked: list[tuple[datetime, str | None]] = []
+        self.fail_at = fail_at
+
+    async def fetch_orders(self, updated_since: datetime, cursor: str | None) -> OrderPage:
+        self.asked.append((updated_since, cursor))
+        if len(self.asked) == self.fail_at:
+            raise RetryableError("connection reset", channel="shop", operation="fetch_orders")
+        return await super().fetch_orders(updated_since, cursor)
+
+
+def test_a_poll_commits_page_by_page_and_resumes_at_the_newest_order(database: Database) -> None:
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+    connector = _Recording(market)
+    channel = PollChannel(ChannelRef(channel_id, "shop"), connector)
+    metrics = Metrics("test")
+
+    first = asyncio.run(poll_orders(database, channel, initial_since=SINCE, metrics=metrics))
+    newest = max(order.updated_at for order in market.orders.values())
+    assert (first.pages, first.orders, first.created) == (4, 7, 7)
+    assert _checkpoint(database, channel_id) == (newest, None)
+    assert set(_stored(database)) == set(market.orders)
+    assert metrics.orders_ingested.labels("shop")._value.get() == 7
+
+    # The next poll asks from the newest order, inclusive: it sees it again and changes nothing.
+    market.cancel("O-3")
+    second = asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert connector.asked[4] == (newest, None)
+    assert (second.created, second.updated) == (0, 1)
+    assert _stored(database)["O-3"][1] is OrderStatus.CANCELLED
+
+
+def test_a_failed_page_keeps_the_pages_before_it_and_the_next_poll_goes_on_from_there(
+    database: Database,
+) -> None:
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+    failing = _Recording(market, fail_at=3)
+    channel = PollChannel(ChannelRef(channel_id, "shop"), failing)
+    try:
+        asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    except RetryableError:
+        pass
+    else:
+        raise AssertionError("the third page should have failed")
+    assert len(_stored(database)) == 4  # pages 1 and 2
+    assert _checkpoint(database, channel_id) == failing.asked[2]  # the page that failed
+
+    again = _Recording(market)
+    asyncio.run(poll_orders(database, replace(channel, connector=again), initial_since=SINCE))
+    assert again.asked[0] == failing.asked[2]
+    assert set(_stored(database)) == set(market.orders)
+
+
+def test_a_cursor_the_channel_no_longer_takes_reads_again_from_the_position(
+    database: Database,
+) -> None:
+    channel_id = _shop(database)
+    database.transact(lambda s: advance_checkpoint(s, channel_id, SINCE, "expired-cursor"))
+    market = poll_worker.seeded_marketplace()
+    connector = _Recording(market)
+    channel = PollChannel(ChannelRef(channel_id, "shop"), connector)
+    result = asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert connector.asked[:2] == [(SINCE, "expired-cursor"), (SINCE, None)]
+    assert result.created == 7
+
+
+def test_a_poller_killed_between_fetch_and_commit_reads_that_page_again(
+    database: Database, tmp_path: Path
+) -> None:
+    channel_id = _shop(database)
+    with (tmp_path / "worker.stderr").open("wb") as stderr:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tests.sync.poll_worker", database.url, str(channel_id), "3"],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        assert worker.stdout is not None
+        line = worker.stdout.readline()  # the worker prints it once page 3 is fetched
+        assert line.startswith("FETCHED "), (tmp_path / "worker.stderr").read_text()
+        worker.kill()
+    finally:
+        worker.kill()
+        worker.wait(timeout=30)
+        assert worker.stdout is not None
+        worker.stdout.close()
+    _, since, cursor = line.split()
+    fetched = (datetime.fromisoformat(since), None if cursor == "-" else cursor)
+
+    # Pages 1 and 2 were committed, page 3 was not: the checkpoint is the request for page 3.
+    assert len(_stored(database)) == 4
+    assert _checkpoint(database, channel_id) == fetched
+
+    # The restarted poller's first request is that page again; every order ends stored once.
+    market = poll_worker.seeded_marketplace()
+    restarted = _Recording(market)
+    channel = PollChannel(ChannelRef(channel_id, "shop"), restarted)
+    asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert restarted.asked[0] == fetched
+    assert set(_stored(database)) == set(market.orders)
+    with database.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(Order)) == poll_worker.ORDERS
+
+
+def test_reconcile_finds_late_writes_behind_the_checkpoint_and_counts_them(
+    database: Database,
+) -> None:
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+    channel = PollChannel(ChannelRef(channel_id, "shop"), _Recording(market))
+    asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    # The channel shows, late, a change and an order dated before what was polled: a write
+    # that became visible after its time, or a webhook that never came.
+    first, second = market.orders["O-1"], market.orders["O-2"]
+    market.orders["O-1"] = replace(
+        first, status=OrderStatus.CANCELLED, updated_at=first.updated_at + timedelta(microseconds=1)
+    )
+    late = replace(
+        second, external_id="O-LATE", updated_at=second.updated_at + timedelta(microseconds=1)
+    )
+    market.orders["O-LATE"] = late
+    polled = asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert (polled.created, polled.updated) == (0, 0)  # polling cannot see behind its checkpoint
+
+    metrics = Metrics("test")
+    result = asyncio.run(
+        reconcile(database, channel, overlap=OVERLAP, initial_since=SINCE, metrics=metrics)
+    )
+    assert (result.orders_missing, result.orders_stale) == (1, 1)
+    stored = _stored(database)
+    assert stored["O-1"][1] is OrderStatus.CANCELLED and "O-LATE" in stored
+    repairs = metrics.reconcile_repairs
+    assert repairs.labels("shop", "order_missing")._value.get() == 1
+    assert repairs.labels("shop", "order_stale")._value.get() == 1
+    again = asyncio.run(reconcile(database, channel, overlap=OVERLAP, initial_since=SINCE))
+    assert (again.orders_missing, again.orders_stale) == (0, 0)
+
+
+def test_reconcile_binds_channel_listings_whose_sku_we_know(database: Database) -> None:
+    channel_id = _shop(database, ("A", "B"))
+    with database.session() as session:
+        session.add(
+            Listing(
+                channel_id=channel_id,
+                sku="A",
+                external_ref="A",
+                is_dirty=False,
+                last_pushed_quantity=5,
+            )
+        )
+    market = MemoryMarketplace()
+    for ref, quantity in {"A": 5, "B": 2, "NOT-OURS": 1}.items():
+        market.set_stock(ref, quantity)
+    channel = PollChannel(ChannelRef(channel_id, "shop"), _Recording(market))
+    metrics = Metrics("test")
+
+    result = asyncio.run(
+        reconcile(database, channel, overlap=OVERLAP, initial_since=SINCE, metrics=metrics)
+    )
+    assert (result.listings_bound, result.listings_checked, result.stock_drift) == (1, 1, 0)
+    with database.read_session() as session:
+        bound = {
+            listing.external_ref: (listing.sku, listing.last_pushed_quantity, listing.is_dirty)
+            for listing in session.scalars(select(Listing))
+        }
+    # B is bound, believed to show what the channel showed, and dirty so the ledger's figure goes
+    # out; A stays as it was; a listing whose SKU is none of ours is left unbound.
+    assert bound == {"A": ("A", 5, False), "B": ("B", 2, True)}
+    assert metrics.listings_bound.labels("shop")._value.get() == 1
+    again = asyncio.run(reconcile(database, channel, overlap=OVERLAP, initial_since=SINCE))
+    assert again.listings_bound == 0
+
+
+def test_reconcile_repairs_a_quantity_changed_on_the_channel_and_the_pusher_sets_it_right(
+    database: Database,
+) -> None:
+    store = build_store(
+        database,
+        StoreSpec(
+            channels=[ChannelSpec("shop")],
+            skus=["A", "B"],
+            on_hand={("A", "default"): 10, ("B", "default"): 4},
+        ),
+    )
+    start_in_sync(store)
+    shop = store.channels["shop"]
+    # Someone edits both figures in the channel's own admin; B already has a push queued.
+    shop.market.set_stock("A", 7)
+    shop.market.set_stock("B", 1)
+    with database.session() as session:
+        b = session.scalars(select(Listing).where(Listing.sku == "B")).one()
+        enqueue(
+            session,
+            channel_id=shop.id,
+            kind=JobKind.STOCK,
+            identity_key=STOCK_KEY.format(listing_id=b.id),
+            payload={"listing_id": b.id, "listing_ref": "B", "quantity": 4, "seq": 1, "extra": {}},
+        )
+        b.target_seq = 1
+    metrics = Metrics("test")
+    channel = PollChannel(shop.ref, shop.connector)
+    result = asyncio.run(
+        reconcile(database, channel, overlap=OVERLAP, initial_since=SINCE, metrics=metrics)
+    )
+    assert (result.listings_checked, result.stock_drift) == (2, 1)  # B's push is on its way
+    assert metrics.reconcile_repairs.labels("shop", "stock_drift")._value.get() == 1
+    with database.read_session() as session:
+        a = session.scalars(select(Listing).where(Listing.sku == "A")).one()
+        assert (a.last_pushed_quantity, a.is_dirty) == (7, True)
+
+    started = time.monotonic()
+    asyncio.run(push_until_idle(store))
+    assert shop.market.snapshot() == {"A": 10, "B": 4}
+    assert time.monotonic() - started < 30
