@@ -201,6 +201,36 @@ class AmazonChannel(ChannelConfig):
     sqs_endpoint_url: HttpUrl | None = Field(
         default=None, description="Override of the SQS endpoint."
     )
+    # Amazon connector (issue 6) ----------------------------------------------------------------
+    aws_access_key_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="AWS access key id allowed to read and delete on the SQS queue; "
+        "unset = the AWS default chain (environment, profile, instance role).",
+    )
+    aws_secret_access_key: Secret | None = Field(
+        default=None, description="Its secret access key (a secret reference)."
+    )
+    stock_feed_threshold: int = Field(
+        default=50,
+        ge=1,
+        le=25_000,
+        description="A stock push of more listings than this goes as one JSON_LISTINGS_FEED "
+        "instead of one patchListingsItem call each.",
+    )
+    carrier_codes: dict[str, Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="Our carrier name -> Amazon carrierCode, added to the built-in table; "
+        'unknown carriers go as "Other" with their name.',
+    )
+
+    @model_validator(mode="after")
+    def _aws_key_pair(self) -> AmazonChannel:
+        if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
+            raise PydanticCustomError(
+                "aws_keys", "set both aws_access_key_id and aws_secret_access_key, or neither"
+            )
+        return self
 
 
 class EbayChannel(ChannelConfig):
@@ -232,6 +262,13 @@ class EbayChannel(ChannelConfig):
     )
     identity_url: HttpUrl | None = Field(
         default=None, description="Override of https://api.ebay.com/identity/v1/oauth2/token."
+    )
+    daily_call_limits: dict[
+        Literal["fulfillment", "inventory", "notification", "trading"], Annotated[int, Field(ge=1)]
+    ] = Field(
+        default_factory=dict,
+        description="The account's daily call quota per API where eBay raised it (defaults: "
+        "fulfillment 100000, inventory 2000000, notification 10000, trading 5000).",
     )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from connectors.amazon import build_connector as build_amazon
 from connectors.base import Connector
+from connectors.ebay import build_connector as build_ebay
 from connectors.reference import build_connector as build_reference
 from connectors.shopify import build_connector as build_shopify
 
@@ -16,9 +18,29 @@ ConnectorFactory = Callable[[Any], Connector]
 CONNECTORS: dict[str, ConnectorFactory] = {
     "reference": build_reference,  # the loopback sandbox marketplace, for tests and the demo
     "shopify": build_shopify,
+    "amazon": build_amazon,
+    "ebay": build_ebay,
 }
 
 
 def connector_for(kind: str) -> ConnectorFactory | None:
     """The factory for a channel kind, or None when this version has no connector for it."""
     return CONNECTORS.get(kind)
+
+
+# Webhook receivers (issue 5): kinds whose channels deliver to `POST /webhooks/{channel}`. ----
+
+from connectors.shopify.webhook_handler import build_webhook_handler as build_shopify_webhooks  # noqa: E402
+from connectors.webhook_handler import WebhookHandler  # noqa: E402
+
+WebhookHandlerFactory = Callable[[Any], WebhookHandler]
+"""Builds a channel's webhook handler from its validated config."""
+
+WEBHOOK_HANDLERS: dict[str, WebhookHandlerFactory] = {
+    "shopify": build_shopify_webhooks,
+}
+
+
+def webhook_handler_for(kind: str) -> WebhookHandlerFactory | None:
+    """The webhook handler factory for a channel kind, or None when it receives no webhooks."""
+    return WEBHOOK_HANDLERS.get(kind)
