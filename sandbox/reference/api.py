@@ -13,11 +13,11 @@
     PUT  /v1/listings/{listing}/stock         set one listing: 409 with the quantity on conflict
     GET  /v1/listings?limit=&cursor=          every listing: id, SKU, quantity
 
-Every call is counted first, then suffers its planned fault: 401 (bad token or `auth_broken`),
-429 with Retry-After (throttle, or more calls in flight than `max_in_flight`), 503 before
-applying, or, after applying, a lost answer (connection reset, or an answer after the client's
-timeout). Errors are `{"error": code, "message": text}`: 404 unknown order or listing, 409
-conflict, 422 a refusal for good with its reason.
+Every call is counted and logged (operation, arrival time, query string) first, then suffers its
+planned fault: 401 (bad token or `auth_broken`), 429 with Retry-After (throttle, or more calls in
+flight than `max_in_flight`), 503 before applying, or, after applying, a lost answer (connection
+reset, or an answer after the client's timeout). Errors are `{"error": code, "message": text}`:
+404 unknown order or listing, 409 conflict, 422 a refusal for good with its reason.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from sandbox.reference.channel import (
     MAX_PAGE_SIZE,
     MAX_STOCK_READ,
     ApiError,
+    CallRecord,
     SandboxChannel,
     StockItem,
 )
@@ -89,6 +90,7 @@ async def _serve(request: Request, operation: str, act: Act) -> Response:
     raw = await request.body()
     market = channel.market
     market.calls[operation] += 1
+    channel.call_log.append(CallRecord(operation, datetime.now(UTC), request.url.query))
     market.in_flight += 1
     market.max_in_flight_seen = max(market.max_in_flight_seen, market.in_flight)
     try:

@@ -10,6 +10,7 @@ are raised as ApiError with the HTTP status and a message that never quotes buye
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ LISTING_PREFIX = "L-"
 DEFAULT_MAX_STOCK_BATCH = 50
 MAX_PAGE_SIZE = 250
 MAX_STOCK_READ = 100
+CALL_LOG_MAX = 100_000  # the newest API calls kept for `GET /_sandbox/calls?log=1`
 
 
 class ApiError(Exception):
@@ -70,6 +72,15 @@ class Parcel:
 
 
 @dataclass(frozen=True)
+class CallRecord:
+    """One API call as it arrived: operation, the server's time of arrival, its query string."""
+
+    operation: str
+    at: datetime
+    query: str
+
+
+@dataclass(frozen=True)
 class StockItem:
     """One listing of a stock batch: the figure to set, and with compare-and-swap what it holds."""
 
@@ -107,6 +118,10 @@ class SandboxChannel:
     parcels: list[Parcel] = field(default_factory=list, init=False)
     ref_of_sku: dict[str, str] = field(default_factory=dict, init=False)
     cancel_keys: dict[str, str] = field(default_factory=dict, init=False)  # key -> order id
+    # Every API call in arrival order (bounded): lets a test tell which scheduled run called when.
+    call_log: deque[CallRecord] = field(
+        default_factory=lambda: deque(maxlen=CALL_LOG_MAX), init=False
+    )
 
     def __post_init__(self) -> None:
         self.market = MemoryMarketplace(

@@ -10,7 +10,9 @@
     GET  /_sandbox/inventory     {"SKU": quantity, ...} as the channel shows it
     GET  /_sandbox/fulfillments  every fulfilment, with tracking and where it came from
     POST /_sandbox/faults        replace the fault knobs (see faults.py); GET shows them
-    GET  /_sandbox/calls         API calls by operation, throttled ones apart
+    GET  /_sandbox/calls         API calls by operation, throttled ones apart; with `?log=1` also
+                                 `"log"`: every call in arrival order (operation, server time
+                                 `at`, query string), the newest CALL_LOG_MAX kept
 
 No token: the sandbox listens on loopback only. Calls here are not counted as API calls.
 """
@@ -33,6 +35,7 @@ from sandbox.reference.wire import (
     ShipBody,
     render_order,
     render_parcel,
+    render_time,
 )
 
 Handler = Callable[[SandboxChannel, bytes], Response]
@@ -104,15 +107,30 @@ def _get_faults(channel: SandboxChannel, raw: bytes) -> Response:
     return ok(channel.faults.describe())
 
 
-def _calls(channel: SandboxChannel, raw: bytes) -> Response:
+def _calls(channel: SandboxChannel, *, with_log: bool) -> Response:
     market = channel.market
-    return ok(
-        {
-            "calls": dict(sorted(market.calls.items())),
-            "throttled": dict(sorted(market.throttled.items())),
-            "max_in_flight_seen": market.max_in_flight_seen,
-        }
-    )
+    answer: dict[str, object] = {
+        "calls": dict(sorted(market.calls.items())),
+        "throttled": dict(sorted(market.throttled.items())),
+        "max_in_flight_seen": market.max_in_flight_seen,
+    }
+    if with_log:
+        answer["log"] = [
+            {"operation": c.operation, "at": render_time(c.at), "query": c.query}
+            for c in channel.call_log
+        ]
+    return ok(answer)
+
+
+async def _calls_endpoint(request: Request) -> Response:
+    try:
+        channel = channel_of(request)
+        flag = request.query_params.get("log", "0")
+        if flag not in ("0", "1"):
+            raise ApiError(422, "invalid", "log: give 1 (with the call log) or 0")
+        return _calls(channel, with_log=flag == "1")
+    except ApiError as err:
+        return error_response(err)
 
 
 def _route(path: str, handler: Handler, method: str) -> Route:
@@ -161,10 +179,10 @@ def control_routes() -> list[Route]:
         ("/fulfillments", _fulfillments, "GET"),
         ("/faults", _set_faults, "POST"),
         ("/faults", _get_faults, "GET"),
-        ("/calls", _calls, "GET"),
     ]
     return [
         Route("/_sandbox/channels", _channels, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
+        Route("/{channel}/_sandbox/calls", _calls_endpoint, methods=["GET"]),
         *(_route(path, handler, method) for path, handler, method in routes),
     ]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -497,3 +498,27 @@ def test_the_command_line_refuses_bad_arguments_naming_them(args: list[str], nam
     )
     assert done.returncode == 2
     assert named in done.stderr
+
+
+async def test_the_call_log_lists_every_api_call_in_arrival_order_with_its_query(
+    client: httpx.AsyncClient,
+) -> None:
+    before = datetime.now(UTC)
+    await api(client, "GET", "/shop/v1/orders", params={"updated_since": "2026-01-01T00:00:00Z"})
+    await api(client, "GET", "/shop/v1/listings")
+    await api(client, "GET", "/plain/v1/account")
+    after = datetime.now(UTC)
+
+    without = await control(client, "shop", "/calls")
+    calls = await control(client, "shop", "/calls?log=1")
+    refused = await client.get("/shop/_sandbox/calls", params={"log": "yes"})
+
+    assert "log" not in without
+    assert [(c["operation"], c["query"]) for c in calls["log"]] == [
+        ("list_orders", "updated_since=2026-01-01T00%3A00%3A00Z"),
+        ("list_listings", ""),
+    ]
+    times = [datetime.fromisoformat(c["at"]) for c in calls["log"]]
+    assert before <= times[0] <= times[1] <= after
+    assert refused.status_code == 422
+    assert "log" in refused.json()["message"]
