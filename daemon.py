@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from config.loader import AppConfig
     from sync.scheduler import SchedulerSettings
@@ -410,6 +410,35 @@ def demo(state_dir: Path, duration: float | None) -> None:
     sys.exit(_serve(app_config, on_ready=announce))
 
 
+@cli.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address.")
+@click.option("--shopify-port", type=int, default=0, help="Port of the Shopify store (0: any).")
+@click.option("--reference-port", type=int, default=0, help="Port of the reference one (0: any).")
+@click.option(
+    "--ready-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the addresses, tokens and secrets here (mode 0600) once all listen.",
+)
+def sandbox_command(
+    host: str, shopify_port: int, reference_port: int, ready_file: Path | None
+) -> None:
+    """Only the sandbox marketplaces (Shopify, reference) on loopback, printing their addresses;
+    until Ctrl-C."""
+    from sandbox.launcher import SandboxPlan, run_sandboxes
+
+    plan = SandboxPlan(
+        host=host, shopify_port=shopify_port, reference_port=reference_port, ready_file=ready_file
+    )
+    try:
+        asyncio.run(run_sandboxes(plan, say=lambda line: click.echo(line)))
+    except ValueError as exc:  # not a loopback address
+        raise click.UsageError(str(exc)) from exc
+    except OSError as exc:
+        click.echo(f"cannot listen on {host}: {exc.strerror}", err=True)
+        sys.exit(1)
+
+
 def _load_or_exit(config_dir: Path) -> AppConfig:
     from config.loader import ConfigError, load_config
 
@@ -481,13 +510,31 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
             connectors[name] = factory(channel)
     db = Database(app_config.database_url, pool_size=main.database.pool_size)
     try:
-        service = Service(settings, db, on_ready=on_ready, connectors=connectors)
+        service = Service(
+            settings,
+            db,
+            on_ready=on_ready,
+            connectors=connectors,
+            webhook_handlers=_webhook_handlers(app_config, connectors),
+        )
         return asyncio.run(service.run())
     except OSError as exc:
         log.error("%s", exc)
         return 1
     finally:
         db.dispose()
+
+
+def _webhook_handlers(app_config: AppConfig, served: Mapping[str, object]) -> dict[str, Any]:
+    """The webhook handler of every served channel whose kind receives webhooks."""
+    from connectors.registry import webhook_handler_for
+
+    handlers = {}
+    for name, channel in app_config.channels.items():
+        factory = webhook_handler_for(channel.kind)
+        if factory is not None and name in served:
+            handlers[name] = factory(channel)
+    return handlers
 
 
 def _scheduler_settings(app_config: AppConfig) -> SchedulerSettings:

@@ -17,12 +17,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from starlette.applications import Starlette
 
 from connectors.base import Connector
+from connectors.errors import ConnectorError
+from connectors.webhook_handler import SubscribesWebhooks, WebhookHandler
 from sync.channels import register_channels
 from sync.db import Database, SchemaOutOfDateError, ensure_schema
 from sync.fanout_worker import FanoutChannel, FanoutWorker
 from sync.health import ChannelHealth
 from sync.http.admin import AdminContext, create_admin_app
+from sync.http.webhook_receiver import create_receiver
 from sync.http.webhooks import create_webhook_app
+from sync.inbox_worker import InboxChannel, InboxWorker
 from sync.ingest import ChannelRef
 from sync.metrics import Metrics
 from sync.outbox import RetrySchedule
@@ -140,6 +144,7 @@ class Service:
         notifier: Notifier | None = None,
         on_ready: Callable[[Service], None] | None = None,
         connectors: Mapping[str, Connector] | None = None,
+        webhook_handlers: Mapping[str, WebhookHandler] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -152,6 +157,8 @@ class Service:
         self.sync_scheduler: Scheduler | None = None
         self.health = ChannelHealth(db)
         self.webhook_app = webhook_app or create_webhook_app({})
+        self.webhook_handlers = dict(webhook_handlers or {})
+        self.inbox: InboxWorker | None = None
         self.stop_event = asyncio.Event()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.admin_address: tuple[str, int] | None = None
@@ -220,6 +227,8 @@ class Service:
         self.workers.append(self.fanout)
         self.sync_scheduler = self._build_scheduler(channel_ids)
         self.workers.append(self.sync_scheduler)
+        if self.webhook_handlers:
+            self._wire_webhooks(channel_ids)
         self.metrics.watch_store(self.db.read_session)
         admin_ctx = AdminContext(
             db=self.db,
@@ -287,12 +296,14 @@ class Service:
         for listener, _, sock in servers:
             host, port = sock.getsockname()[:2]
             log.info("%s listening on http://%s:%s", listener.name, _url_host(host), port)
+        subscribing = self._subscribe_webhooks()
         self.notifier.ready(f"serving {len(self.settings.enabled_channels)} channel(s)")
         log.info("ready")
         if self._on_ready is not None:
             self._on_ready(self)
 
         await self.stop_event.wait()
+        subscribing.cancel()
         await self._drain(servers, serve_tasks, worker_tasks)
         watchdog.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -382,6 +393,77 @@ class Service:
             metrics=self.metrics,
             wake=wake,
         )
+
+    # Webhooks (issue 5): receivers per channel kind that has a handler, the inbox worker, and
+    # the subscriptions made at start. ---------------------------------------------------------
+
+    def _wire_webhooks(self, channel_ids: Mapping[str, int]) -> None:
+        """Route each served channel with a webhook handler to a receiver; process its inbox."""
+        served = {
+            name: handler
+            for name, handler in self.webhook_handlers.items()
+            if name in self.connectors and self.settings.channels[name].enabled
+        }
+        channels = []
+        for name, handler in served.items():
+            spec, connector = self.settings.channels[name], self.connectors[name]
+            ref = ChannelRef(
+                channel_ids[name],
+                name,
+                spec.locations,
+                compare_and_swap=connector.capabilities.supports_compare_and_swap,
+            )
+            channels.append(InboxChannel(ref, handler, connector))
+
+        def wake() -> None:
+            if self.pusher is not None:
+                self.pusher.wake()
+            if self.fanout is not None:
+                self.fanout.wake()
+
+        self.inbox = InboxWorker(
+            self.db,
+            channels,
+            metrics=self.metrics,
+            on_change=wake,
+            on_revoked=self.health.record_auth_failure,
+            is_callable=self.health.is_callable,
+        )
+        self.workers.append(self.inbox)
+        inbox = self.inbox
+        self.webhook_app = create_webhook_app(
+            {
+                c.name: create_receiver(
+                    self.db,
+                    channel=c.name,
+                    channel_id=c.ref.id,
+                    handler=c.handler,
+                    on_recorded=inbox.wake,
+                )
+                for c in channels
+            }
+        )
+
+    def _subscribe_webhooks(self) -> asyncio.Task[None]:
+        """Make sure each webhook channel's subscriptions exist, off the start-up path: a
+        failure is logged and the channel keeps being polled."""
+
+        async def subscribe() -> None:
+            for name in self.webhook_handlers:
+                connector = self.connectors.get(name)
+                if not isinstance(connector, SubscribesWebhooks):
+                    continue
+                if not self.health.is_callable(name):
+                    continue
+                try:
+                    await connector.ensure_webhooks()
+                except ConnectorError as exc:
+                    log.error("channel %s: could not subscribe to webhooks: %s", name, exc)
+                except Exception:
+                    # The supervisor of this start-up task: the daemon runs on, polling.
+                    log.exception("channel %s: subscribing to webhooks failed", name)
+
+        return asyncio.create_task(subscribe(), name="webhook-subscriptions")
 
     def _schedule_housekeeping(self) -> None:
         self.scheduler.add_job(

@@ -1,0 +1,289 @@
+"""The webhook inbox processor: carries out what each stored delivery asks, after it was answered.
+
+Woken by the receiver after each commit (and every `idle_s` as a safety net), it claims each
+channel's received deliveries oldest first and asks the channel's webhook handler (a pure
+function of the body) what to do:
+
+- an order with its full state is ingested in the claiming transaction, which also marks the
+  delivery processed, so a crash leaves either both or neither;
+- a listing hint marks that listing for a verifying push when the quantity the channel reported
+  differs from what we believe it shows (our own pushes report what we believe: no echo loop);
+- an order to read again, or a revoked channel, needs a call outside the transaction: the
+  delivery stays received while it is done and is marked processed after, so a crash in between
+  repeats the (idempotent) work;
+- an unreadable body fails at once (it never gets better); other failures are retried up to the
+  inbox's attempt limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
+from connectors.base import Connector, Order
+from connectors.errors import AuthError, ConnectorError, NotFoundError, SkipRecordError
+from connectors.webhook_handler import (
+    FetchOrder,
+    IgnoreDelivery,
+    IngestOrder,
+    MalformedDeliveryError,
+    ReconcileListing,
+    RevokeChannel,
+    WebhookHandler,
+)
+from sync.db import Database
+from sync.inbox import claim_deliveries, mark_failed, mark_processed
+from sync.ingest import ChannelRef, IngestResult, ingest_orders
+from sync.metrics import Metrics
+from sync.models import InboxState, Listing, WebhookDelivery
+from sync.polling import note_ingest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InboxChannel:
+    """A channel whose deliveries this worker processes."""
+
+    ref: ChannelRef
+    handler: WebhookHandler
+    connector: Connector
+
+    @property
+    def name(self) -> str:
+        """The channel's name."""
+        return self.ref.name
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """A delivery whose action needs a call outside the claiming transaction."""
+
+    delivery_id: int
+    channel_id: int
+    action: FetchOrder | RevokeChannel
+
+
+@dataclass
+class _Round:
+    """What one claiming transaction did (it may run again whole on a retry: no side effects)."""
+
+    processed: int = 0
+    failed: int = 0
+    is_dirty: bool = False
+    ingests: list[tuple[str, IngestResult]] = field(default_factory=list)
+    deferred: list[_Deferred] = field(default_factory=list)
+    claimed: int = 0
+
+
+class InboxWorker:
+    """Processes stored webhook deliveries until stopped."""
+
+    name = "webhook-inbox"
+
+    def __init__(
+        self,
+        db: Database,
+        channels: Sequence[InboxChannel],
+        *,
+        metrics: Metrics | None = None,
+        on_change: Callable[[], None] = lambda: None,
+        on_revoked: Callable[[str, str], None] = lambda _name, _reason: None,
+        is_callable: Callable[[str], bool] = lambda _name: True,
+        batch: int = 100,
+        idle_s: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.channels = {c.ref.id: c for c in channels}
+        self.metrics = metrics
+        self.on_change = on_change  # listings went dirty: wake the stock pusher
+        self.on_revoked = on_revoked  # (name, reason): record the channel as auth-failed
+        self.is_callable = is_callable
+        self.batch = batch
+        self.idle_s = idle_s
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """A delivery was committed: process it now; safe from any thread."""
+        if self._loop is None:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process deliveries until `stop` is set, finishing the current round."""
+        self._loop = asyncio.get_running_loop()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    progressed = await self.process_once()
+                except Exception:
+                    # The supervisor: a store hiccup must not end webhook processing for good.
+                    log.exception("webhook inbox round failed; retrying in %.1f s", self.idle_s)
+                    progressed = False
+                if progressed:
+                    continue
+                woken = asyncio.create_task(self._wake.wait())
+                await asyncio.wait(
+                    {woken, stopping}, timeout=self.idle_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                woken.cancel()
+        finally:
+            stopping.cancel()
+
+    async def process_once(self) -> bool:
+        """One round over every channel; True when a full batch was processed (more may wait)."""
+        if not self.channels:
+            return False
+        done = await asyncio.to_thread(self.db.transact, self._claim_and_apply)
+        for name, result in done.ingests:
+            note_ingest(result, name, self.metrics)
+        if done.is_dirty:
+            self.on_change()
+        for deferred in done.deferred:
+            await self._complete(deferred)
+        return done.processed + done.failed >= self.batch
+
+    # In the claiming transaction -------------------------------------------------------------
+
+    def _claim_and_apply(self, session: Session) -> _Round:
+        done = _Round()
+        finished: list[int] = []
+        for channel_id, channel in self.channels.items():
+            for row in claim_deliveries(session, self.batch, channel_id=channel_id):
+                done.claimed += 1
+                if self._apply(session, channel, row, done):
+                    finished.append(row.id)
+        mark_processed(session, finished)
+        done.processed += len(finished)
+        return done
+
+    def _apply(
+        self, session: Session, channel: InboxChannel, row: WebhookDelivery, done: _Round
+    ) -> bool:
+        """Carry out one delivery's action; True when it is finished in this transaction."""
+        try:
+            action = channel.handler.map(row.topic, row.body)
+        except MalformedDeliveryError as err:
+            self._give_up(session, channel, row, str(err))
+            done.failed += 1
+            return False
+        if isinstance(action, IngestOrder):
+            try:
+                with session.begin_nested():
+                    result = ingest_orders(session, channel.ref, [action.order])
+            except (ValueError, LookupError) as err:
+                # The order is valid but the store refused it (a bug or a conflicting row): keep
+                # the delivery for another try, counted, rather than lose it.
+                mark_failed(session, row, f"ingest failed: {type(err).__name__}: {err}"[:500])
+                done.failed += 1
+                return False
+            done.ingests.append((channel.name, result))
+            done.is_dirty |= bool(result.dirty_channels)
+            return True
+        if isinstance(action, ReconcileListing):
+            done.is_dirty |= _hint_listing(session, channel.ref.id, action)
+            return True
+        if isinstance(action, FetchOrder | RevokeChannel):
+            done.deferred.append(_Deferred(row.id, channel.ref.id, action))
+            return False
+        if isinstance(action, IgnoreDelivery):
+            return True
+        raise TypeError(f"unknown webhook action {type(action).__name__}")  # pragma: no cover
+
+    def _give_up(
+        self, session: Session, channel: InboxChannel, row: WebhookDelivery, reason: str
+    ) -> None:
+        mark_failed(session, row, reason, max_attempts=1)
+        log.warning(
+            "channel %s: webhook delivery %s (%s) refused, nothing stored: %s",
+            channel.name,
+            row.id,
+            row.topic,
+            reason,
+        )
+
+    # After the commit ------------------------------------------------------------------------
+
+    async def _complete(self, deferred: _Deferred) -> None:
+        channel = self.channels[deferred.channel_id]
+        action = deferred.action
+        if isinstance(action, RevokeChannel):
+            await asyncio.to_thread(self.on_revoked, channel.name, action.reason)
+            await asyncio.to_thread(self._finish, deferred, None)
+            return
+        if not self.is_callable(channel.name):
+            return  # kept received: read once the channel's credentials work again
+        try:
+            order = await channel.connector.fetch_order(action.external_id)
+        except AuthError as err:
+            await asyncio.to_thread(self.on_revoked, channel.name, str(err))
+            return
+        except (NotFoundError, SkipRecordError) as err:
+            await asyncio.to_thread(self._fail, deferred, str(err), 1)
+            return
+        except ConnectorError as err:
+            await asyncio.to_thread(self._fail, deferred, str(err), None)
+            return
+        result = await asyncio.to_thread(self._finish, deferred, order)
+        if result is not None:
+            note_ingest(result, channel.name, self.metrics)
+            if result.dirty_channels:
+                self.on_change()
+
+    def _finish(self, deferred: _Deferred, order: Order | None) -> IngestResult | None:
+        channel = self.channels[deferred.channel_id]
+
+        def work(session: Session) -> IngestResult | None:
+            row = session.get(
+                WebhookDelivery, deferred.delivery_id, with_for_update=True, populate_existing=True
+            )
+            if row is None or row.state != InboxState.RECEIVED:
+                return None  # another instance finished it meanwhile
+            result = ingest_orders(session, channel.ref, [order]) if order is not None else None
+            mark_processed(session, [row.id])
+            return result
+
+        return self.db.transact(work)
+
+    def _fail(self, deferred: _Deferred, error: str, max_attempts: int | None) -> None:
+        def work(session: Session) -> None:
+            row = session.get(WebhookDelivery, deferred.delivery_id)
+            if row is None:
+                return
+            if max_attempts is None:
+                mark_failed(session, row, error)
+            else:
+                mark_failed(session, row, error, max_attempts=max_attempts)
+
+        self.db.transact(work)
+        log.warning(
+            "channel %s: webhook delivery %s not processed: %s",
+            self.channels[deferred.channel_id].name,
+            deferred.delivery_id,
+            error,
+        )
+
+
+def _hint_listing(session: Session, channel_id: int, hint: ReconcileListing) -> bool:
+    """Mark the listing for a verifying push if the channel reported other than our belief."""
+    query = update(Listing).where(
+        Listing.channel_id == channel_id, Listing.external_ref == hint.listing_ref
+    )
+    if hint.quantity is not None:
+        query = query.where(
+            or_(
+                Listing.last_pushed_quantity.is_(None),
+                Listing.last_pushed_quantity != hint.quantity,
+            )
+        )
+    changed = session.execute(query.values(is_dirty=True, verify_belief=True))
+    return bool(getattr(changed, "rowcount", 0))
