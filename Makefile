@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_STATE ?= .demo-state
+# Two workers: most end-to-end tests wait on loopback servers, so they overlap well.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test lint unit venv clean
 
