@@ -9,11 +9,19 @@ poll page would), while the stock pusher runs in the same process and is woken a
 
 Printed per channel: push_stock calls made during the burst; the lower bound (listings whose final
 quantity differs from the one before the burst, divided by the batch maximum, rounded up); their
-ratio; the time from the last order's commit until the channel holds its final quantities; and
-whether every listing ends at what the rules give for the final ledger.
+ratio; the time from the last order's commit until the channel holds its final quantities; how
+stale the channel was during the burst (per stock job pushed: from the first change it carries
+being planned until its push was recorded, median, 99th percentile and worst); whether every
+listing ends at what the rules give for the final ledger; and, once all is quiet, how long one
+lone sale takes to reach each channel.
 
     .venv/bin/python bench/push.py [--orders 10000] [--skus 1000] [--latency 0.02] [--seed 1]
-                                   [--page 1] [--db-url postgresql://USER@HOST:PORT/DB]
+                                   [--page 50] [--db-url postgresql://USER@HOST:PORT/DB]
+                                   [--linger-ms MS] [--quiet-ms MS] [--stream-gap-ms MS]
+                                   [--hold-full]
+
+The coalescing flags override the defaults (`Coalescing.for_capabilities`) of the batching
+channels (batch maximum above 1), to measure what a longer linger trades for fewer calls.
 
 With `--db-url` naming a PostgreSQL server, a fresh database is created beside the named one for
 the run and dropped afterwards. The last line is one JSON object with every figure.
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -40,14 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from connectors.base import Capabilities, PushOutcome, StockPushResult, StockTarget
 from connectors.memory import MemoryConnector, MemoryMarketplace
 from sync.db import Database, sqlite_url, upgrade
 from sync.ingest import ChannelRef, ingest_orders
-from sync.models import Channel, Listing, OutboxJob, Sku, StockLevel
+from sync.models import Channel, JobKind, JobState, Listing, OutboxJob, Sku, StockLevel
 from sync.pusher import PushChannel, StockPusher
 from sync.reservations import StockRules, channel_available
 from sync.stock_push import ChannelStockPlan
@@ -147,6 +156,83 @@ def make_orders(
     return orders
 
 
+def coalescing(args: argparse.Namespace, capabilities: Capabilities) -> Any:
+    """The batching channels' coalescing with the flags' overrides; None keeps the default."""
+    overrides = {
+        "quiet_s": None if args.quiet_ms is None else args.quiet_ms / 1000,
+        "stream_gap_s": None if args.stream_gap_ms is None else args.stream_gap_ms / 1000,
+        "max_linger_s": None if args.linger_ms is None else args.linger_ms / 1000,
+        "hold_full": True if args.hold_full else None,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given or capabilities.max_stock_batch <= 1:
+        return None
+    from sync.push_policy import Coalescing
+
+    return dataclasses.replace(Coalescing.for_capabilities(capabilities), **given)
+
+
+def push_channel(
+    args: argparse.Namespace, name: str, connector: TimedConnector, channel_id: int
+) -> PushChannel:
+    """The channel as the pusher serves it, with the coalescing the flags ask for."""
+    plan = ChannelStockPlan(channel_id, StockRules(), LOCATIONS)
+    policy = coalescing(args, REFERENCE[name])
+    if policy is None:
+        return PushChannel(name, connector, plan)
+    return PushChannel(name, connector, plan, coalescing=policy)
+
+
+def staleness(db: Database, channel_id: int, after_job: int) -> dict[str, float | None]:
+    """Per stock job pushed since `after_job`: from its first planned change to its recorded
+    push (a replaced pending job keeps its creation time), as median, p99 and worst."""
+    with db.read_session() as s:
+        rows = s.execute(
+            select(OutboxJob.created_at, OutboxJob.updated_at).where(
+                OutboxJob.id > after_job,
+                OutboxJob.channel_id == channel_id,
+                OutboxJob.kind == JobKind.STOCK,
+                OutboxJob.state == JobState.DONE,
+                OutboxJob.last_error.is_(None),
+            )
+        ).all()
+    lags = sorted((done - created).total_seconds() for created, done in rows)
+    if not lags:
+        return {"p50": None, "p99": None, "max": None}
+    return {
+        "p50": round(lags[len(lags) // 2], 3),
+        "p99": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))], 3),
+        "max": round(lags[-1], 3),
+    }
+
+
+async def lone_sale(
+    db: Database,
+    refs: Mapping[str, ChannelRef],
+    markets: Mapping[str, MemoryMarketplace],
+    connectors: Mapping[str, TimedConnector],
+    pusher: StockPusher,
+    sku: str,
+    limit_s: float = 10.0,
+) -> dict[str, float | None]:
+    """One sale of one unit after everything is quiet: seconds from its commit until each
+    channel applied the new quantity (None: not within `limit_s`)."""
+    name = list(markets)[-1]  # a plain channel: every channel then needs a push
+    order = markets[name].place_order([(sku, 1)])
+    await asyncio.to_thread(db.transact, lambda s: ingest_orders(s, refs[name], [order]))
+    committed = time.monotonic()
+    pusher.wake()
+    wanted = expected_quantities(db, [sku])[sku]
+    reached: dict[str, float | None] = dict.fromkeys(markets)
+    while time.monotonic() - committed < limit_s and None in reached.values():
+        for channel, conn in connectors.items():
+            applied = conn.applied_at.get(sku)
+            if reached[channel] is None and applied and applied[1] == wanted:
+                reached[channel] = round(applied[0] - committed, 3)
+        await asyncio.sleep(0.001)
+    return reached
+
+
 async def settle(pusher: StockPusher, runner: asyncio.Task[None], limit_s: float) -> None:
     """Wait until the pusher is idle; fail fast if its task died, or after `limit_s` seconds."""
     idle = asyncio.create_task(pusher.wait_idle())
@@ -186,14 +272,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         pusher = StockPusher(
             db,
-            [
-                PushChannel(
-                    name,
-                    connectors[name],
-                    ChannelStockPlan(channel_ids[name], StockRules(), LOCATIONS),
-                )
-                for name in names
-            ],
+            [push_channel(args, name, connectors[name], channel_ids[name]) for name in names],
         )
         stop = asyncio.Event()
         runner = asyncio.create_task(pusher.run(stop))
@@ -203,6 +282,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             pusher.wake()
             await settle(pusher, runner, args.timeout)
             initial_s = time.monotonic() - t0
+            if dialect == "postgresql":
+                # A store in service has statistics (autovacuum analyzes it); this one was just
+                # filled. Without them the planner picks nested loops over the job table.
+                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                    c.exec_driver_sql("VACUUM ANALYZE")
             before = {name: market.snapshot() for name, market in markets.items()}
             for market in markets.values():
                 market.calls.clear()
@@ -225,12 +309,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
 
             def ingest(batch: list[tuple[str, Any]]) -> None:
-                with db.session() as s:
+                def write(s: Any) -> None:
                     by_channel: dict[str, list[Any]] = {}
                     for name, order in batch:
                         by_channel.setdefault(name, []).append(order)
                     for name, placed in by_channel.items():
                         ingest_orders(s, refs[name], placed)
+
+                # As the daemon's writers do: run again whole on a deadlock (PostgreSQL).
+                db.transact(write)
+
+            with db.read_session() as s:
+                jobs_before = int(s.scalar(select(func.max(OutboxJob.id))) or 0)
 
             burst_start = time.monotonic()
             last_commit = burst_start
@@ -250,6 +340,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             await settle(pusher, runner, args.timeout)
             idle_s = time.monotonic() - last_commit
+            stale = {name: staleness(db, channel_ids[name], jobs_before) for name in names}
+            calls_before_lone = {n: m.calls["push_stock"] for n, m in markets.items()}
+            after_burst = {name: market.snapshot() for name, market in markets.items()}
+            last_applied = {
+                name: max((t for t, _q in conn.applied_at.values()), default=last_commit)
+                for name, conn in connectors.items()
+            }
+            in_stock = [sku for sku, q in expected_quantities(db, skus).items() if q > 0]
+            lone = await lone_sale(db, refs, markets, connectors, pusher, in_stock[0])
+            await settle(pusher, runner, args.timeout)
         finally:
             stop.set()
             if not runner.done():
@@ -258,18 +358,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         expected = expected_quantities(db, skus)
         with db.read_session() as s:
             jobs_total = len(s.scalars(select(OutboxJob.id)).all())
+            deadlocks = autovacuum = None
+            if dialect == "postgresql":
+                deadlocks = s.scalar(
+                    text(
+                        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+                    )
+                )
+                autovacuum = s.scalar(text("SHOW autovacuum"))
         result: dict[str, Any] = {}
         for name in names:
             market = markets[name]
             caps = REFERENCE[name]
             final = market.snapshot()
-            changed = sum(1 for sku in skus if final.get(sku) != before[name].get(sku))
+            changed = sum(1 for sku in skus if after_burst[name].get(sku) != before[name].get(sku))
             lower_bound = math.ceil(changed / caps.max_stock_batch)
-            calls = market.calls["push_stock"]
+            calls = calls_before_lone[name]
             wrong = [sku for sku in skus if final.get(sku) != expected[sku]]
-            times = [t for t, _q in connectors[name].applied_at.values()]
-            converge = max(0.0, max(times, default=last_commit) - last_commit)
-            sizes = market.batch_sizes
+            converge = max(0.0, last_applied[name] - last_commit)
+            sizes = market.batch_sizes[:calls]
             result[name] = {
                 "calls": calls,
                 "lower_bound": lower_bound,
@@ -283,6 +390,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else 0,
                 "throttled": market.throttled["push_stock"],
                 "max_in_flight_seen": market.max_in_flight_seen,
+                "stale_p50_s": stale[name]["p50"],
+                "stale_p99_s": stale[name]["p99"],
+                "stale_max_s": stale[name]["max"],
+                "lone_sale_s": lone[name],
+                "coalescing": (
+                    dataclasses.asdict(policy)
+                    if (policy := coalescing(args, caps)) is not None
+                    else "default"
+                ),
             }
         summary = {k: v - summary_before[k] for k, v in vars(pusher.summary).items()}
         return {
@@ -299,6 +415,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "idle_after_last_commit_s": round(idle_s, 3),
             "push_outcomes": summary,
             "outbox_jobs_total": jobs_total,
+            "deadlocks": deadlocks,
+            "autovacuum": autovacuum,
         }
 
 
@@ -313,6 +431,14 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for idle")
     parser.add_argument("--db-url", default=None, help="PostgreSQL server (a fresh db is made)")
+    parser.add_argument("--linger-ms", type=float, default=None, help="batching: max linger")
+    parser.add_argument("--quiet-ms", type=float, default=None, help="batching: lone-change wait")
+    parser.add_argument(
+        "--stream-gap-ms", type=float, default=None, help="batching: changes closer are a stream"
+    )
+    parser.add_argument(
+        "--hold-full", action="store_true", help="batching: full batches linger too"
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -336,6 +462,8 @@ def main() -> None:
         "mean batch",
         "throttled",
         "converge s",
+        "stale p50/p99/max s",
+        "lone sale s",
         "correct",
     ):
         table.add_column(column, justify="right")
@@ -350,6 +478,8 @@ def main() -> None:
             f"{row['mean_batch']:.1f}",
             str(row["throttled"]),
             f"{row['converge_s']:.3f}",
+            f"{row['stale_p50_s']}/{row['stale_p99_s']}/{row['stale_max_s']}",
+            str(row["lone_sale_s"]),
             "yes" if row["correct"] else f"no ({row['wrong_listings']} listings)",
         )
     console.print(table)

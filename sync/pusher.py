@@ -3,57 +3,60 @@
 It is woken by `wake()` whenever a transaction marks listings dirty (and, as a safety net, every
 `idle_s`), so a change reaches the channels within one round trip rather than a timer's period.
 What arrives while a channel is busy coalesces into its pending jobs (the newest target per
-listing), and goes out in the next batch.
+listing). On a batching channel a batch that is not full lingers while changes keep arriving,
+within the bounds of its `Coalescing`, so that a stream of changes goes out in fewer calls while
+a lone change goes almost at once.
+
+Store work per channel is one transaction per step (`sync.push_store`): it records every push
+that landed since the last step and claims as many batches as the channel has free in-flight
+slots for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from connectors.base import Connector, StockPushResult
-from connectors.errors import (
-    AuthError,
-    ConnectorError,
-    PermanentError,
-    RetryableError,
-    UncertainOutcomeError,
-)
+from connectors.base import Connector
+from connectors.errors import AuthError, ConnectorError, RetryableError
 from sync.db import Database
 from sync.metrics import Metrics
-from sync.models import JobKind, OutboxJob
-from sync.outbox import RetrySchedule, claim, count_due, fail, has_open_work
-from sync.stock_push import (
-    ChannelStockPlan,
-    PushBatch,
-    PushOutcomeSummary,
-    forget_beliefs,
-    plan_targets,
-    prepare_batch,
-    record_results,
-)
+from sync.outbox import RetrySchedule, has_open_work
+from sync.push_policy import Arrivals, Coalescing
+from sync.push_store import OUTCOMES, Claimant, Landed, Step, record_and_claim
+from sync.stock_push import ChannelStockPlan, PushBatch, PushOutcomeSummary, plan_targets
 
 log = logging.getLogger(__name__)
 
-AUTH_RETRY_S = 60.0
+PLAN_LIMIT = 5000  # dirty listings one planning transaction takes (plan_targets' default)
+LOCKED_RETRY_S = 0.01  # a landed push whose listings another transaction holds: record it then
 
 
 @dataclass(frozen=True)
 class PushChannel:
-    """A channel the pusher serves: its store id, connector and stock rules."""
+    """A channel the pusher serves: its store id, connector, stock rules and batching policy."""
 
     name: str
     connector: Connector
     plan: ChannelStockPlan
+    coalescing: Coalescing | None = None  # None: derived from the connector's capabilities
 
     @property
     def channel_id(self) -> int:
         """The channel's id in the store."""
         return self.plan.channel_id
+
+    @property
+    def policy(self) -> Coalescing:
+        """The coalescing in force: the one given, or the default for the capabilities."""
+        return self.coalescing or Coalescing.for_capabilities(self.connector.capabilities)
 
 
 class StockPusher:
@@ -71,8 +74,14 @@ class StockPusher:
         lease: timedelta = timedelta(seconds=120),
         idle_s: float = 1.0,
         retry: RetrySchedule | None = None,
+        is_callable: Callable[[str], bool] = lambda _name: True,
+        on_auth_error: Callable[[str, str], None] = lambda _name, _error: None,
     ) -> None:
         self.db = db
+        # Channel health (sync/health.py): an auth-failed channel is not called until its check
+        # passes; an AuthError here marks it so.
+        self.is_callable = is_callable
+        self.on_auth_error = on_auth_error
         self.channels = {c.channel_id: c for c in channels}
         self.metrics = metrics
         self.owner = owner or f"pusher-{uuid.uuid4().hex[:12]}"
@@ -83,8 +92,14 @@ class StockPusher:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drains: dict[int, asyncio.Task[None]] = {}
+        self._arrivals = {channel_id: Arrivals() for channel_id in self.channels}
         self._round_done = asyncio.Event()
         self._stopped = False
+        # SQLite has one writer at a time and a waiting one polls with growing sleeps: the
+        # pusher's own transactions queue here instead, and go the moment the last one ends.
+        self._writing: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if db.dialect == "sqlite" else contextlib.nullcontext()
+        )
 
     def wake(self) -> None:
         """Ask for a planning round now; safe from any thread."""
@@ -133,135 +148,157 @@ class StockPusher:
             self._stopped = True
             self._round_done.set()
             stopping.cancel()
+            for arrivals in self._arrivals.values():
+                arrivals.event.set()  # a lingering drain stops waiting for company
             if self._drains:
                 await asyncio.gather(*self._drains.values(), return_exceptions=True)
 
     async def _round(self, stop: asyncio.Event) -> None:
         plans = {cid: c.plan for cid, c in self.channels.items()}
-        while await asyncio.to_thread(self._plan, plans) >= 5000:
-            pass  # more dirty listings than one planning transaction takes
+        loop = asyncio.get_running_loop()
+        while True:
+            enqueued = await asyncio.to_thread(self._plan, plans)
+            now = loop.time()
+            for channel_id, count in enqueued.items():
+                if count:
+                    self._arrivals[channel_id].note(now, self.channels[channel_id].policy)
+            if sum(enqueued.values()) < PLAN_LIMIT:
+                break  # else more dirty listings than one planning transaction takes
         for channel_id, channel in self.channels.items():
             task = self._drains.get(channel_id)
+            if not self.is_callable(channel.name):
+                continue
             if task is None or task.done():
                 self._drains[channel_id] = asyncio.create_task(
                     self._drain(channel, stop), name=f"push-{channel.name}"
                 )
         self._round_done.set()
 
-    def _plan(self, plans: dict[int, ChannelStockPlan]) -> int:
-        with self.db.session() as session:
-            planned = plan_targets(session, plans)
-        return sum(planned.values())
+    def _plan(self, plans: dict[int, ChannelStockPlan]) -> dict[int, int]:
+        with self._writing:
+            return self.db.transact(lambda s: plan_targets(s, plans, limit=PLAN_LIMIT))
 
     def _is_settled(self) -> bool:
         with self.db.read_session() as session:
             return not has_open_work(session, list(self.channels))
 
     async def _drain(self, channel: PushChannel, stop: asyncio.Event) -> None:
-        """Claim and push batches until the channel has nothing due, within its in-flight limit."""
+        """Record what landed and claim what may go, one transaction a step, until the channel
+        has nothing due and nothing in flight; hold partial batches as its policy says."""
         caps = channel.connector.capabilities
-        slots = asyncio.Semaphore(max(1, caps.max_in_flight))
-        in_flight: set[asyncio.Task[None]] = set()
-        while not stop.is_set():
-            await slots.acquire()
-            # On a batching channel, what arrives while a call is out waits for it to land and
-            # goes in the next batch, unless a full batch is already waiting.
-            only_full = bool(in_flight) and caps.max_stock_batch > 1
-            batch = await asyncio.to_thread(self._claim, channel, only_full)
-            if batch is None:
-                slots.release()
-                if not in_flight:
-                    return
-                # Pushes still out may requeue jobs (conflicts): claim again once one lands.
-                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            task = asyncio.create_task(self._push(channel, batch))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-            task.add_done_callback(lambda _: slots.release())
-        if in_flight:
-            await asyncio.gather(*in_flight, return_exceptions=True)
-
-    def _claim(self, channel: PushChannel, only_full: bool = False) -> PushBatch | None:
-        caps = channel.connector.capabilities
+        slots = max(1, caps.max_in_flight)
+        policy = channel.policy
+        arrivals = self._arrivals[channel.channel_id]
+        loop = asyncio.get_running_loop()
+        in_flight: set[asyncio.Task[Landed | None]] = set()
+        landed: list[Landed] = []
+        left = 1
         while True:
-            with self.db.session() as session:
-                if only_full and (
-                    count_due(session, channel.channel_id, JobKind.STOCK, caps.max_stock_batch)
-                    < caps.max_stock_batch
-                ):
-                    return None
-                jobs = claim(
-                    session,
-                    channel_id=channel.channel_id,
-                    kinds=[JobKind.STOCK],
-                    limit=caps.max_stock_batch,
-                    owner=self.owner,
-                    lease=self.lease,
-                )
-                if not jobs:
-                    return None
-                batch = prepare_batch(
-                    session, jobs, compare_and_swap=caps.supports_compare_and_swap
-                )
-            if batch.jobs:
-                return batch
+            arrivals.event.clear()
+            free = 0 if stop.is_set() else slots - len(in_flight)
+            if landed or free:
+                partial = caps.max_stock_batch <= 1 or loop.time() >= arrivals.partial_at(policy)
+                try:
+                    step = await asyncio.to_thread(
+                        self._step, channel, landed, free=free, send_partial=partial
+                    )
+                except Exception:
+                    # The supervisor: record what landed one push at a time; claim next round.
+                    log.exception("stock push step for %s failed", channel.name)
+                    await self._record_apart(channel, landed, in_flight)
+                    return
+                landed, left = step.deferred, step.left
+                self._count(channel, step.summary)
+                for batch in step.batches:
+                    in_flight.add(asyncio.create_task(self._push(channel, batch)))
+                if left == 0:
+                    arrivals.waiting_since = None
+            if not in_flight and not landed and (left == 0 or stop.is_set()):
+                return
+            waiters: set[asyncio.Future[Any]] = set(in_flight)
+            timeout = LOCKED_RETRY_S if landed else None
+            if not stop.is_set() and len(in_flight) < slots:
+                waiters.add(asyncio.ensure_future(arrivals.event.wait()))
+                if left:
+                    # Held back by the policy: go when it allows, or sooner if work arrives.
+                    held = max(0.0, arrivals.partial_at(policy) - loop.time())
+                    timeout = held if timeout is None else min(timeout, held)
+            if not waiters:
+                await asyncio.sleep(timeout or 0)
+                continue
+            done, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in waiters - set(in_flight):
+                waiter.cancel()
+            for task in done & set(in_flight):
+                in_flight.discard(task)
+                if (result := task.result()) is not None:
+                    landed.append(result)
 
-    async def _push(self, channel: PushChannel, batch: PushBatch) -> None:
-        try:
-            await self._push_batch(channel, batch)
-        except Exception:
-            # The supervisor: the jobs stay claimed and are taken again when their lease ends.
-            log.exception("stock push to %s could not be recorded", channel.name)
+    async def _record_apart(
+        self,
+        channel: PushChannel,
+        landed: list[Landed],
+        in_flight: set[asyncio.Task[Landed | None]],
+    ) -> None:
+        """Record each landed push in its own transaction, after the rest have landed too."""
+        finished = await asyncio.gather(*in_flight)
+        for one in [*landed, *(x for x in finished if x is not None)]:
+            try:
+                step = await asyncio.to_thread(self._step, channel, [one], free=0)
+            except Exception:
+                # The jobs stay claimed and are taken again when their lease ends.
+                log.exception("stock push to %s could not be recorded", channel.name)
+            else:
+                self._count(channel, step.summary)
 
-    async def _push_batch(self, channel: PushChannel, batch: PushBatch) -> None:
+    def _step(
+        self,
+        channel: PushChannel,
+        landed: Sequence[Landed],
+        *,
+        free: int,
+        send_partial: bool = True,
+    ) -> Step:
+        claimant = Claimant(
+            channel.channel_id,
+            channel.connector.capabilities,
+            channel.policy.hold_full,
+            self.owner,
+            self.lease,
+            self.retry,
+        )
+        with self._writing:
+            return self.db.transact(
+                lambda session: record_and_claim(
+                    session, claimant, landed, free=free, send_partial=send_partial
+                )
+            )
+
+    async def _push(self, channel: PushChannel, batch: PushBatch) -> Landed | None:
         if self.metrics:
             self.metrics.api_calls.labels(channel.name, "push_stock").inc()
         try:
             results = await channel.connector.push_stock(batch.targets)
         except ConnectorError as exc:
-            await asyncio.to_thread(self._fail_batch, channel, batch, exc)
-            return
-        summary = await asyncio.to_thread(self._record, batch, results)
-        for field in ("applied", "conflicts", "rejected", "retried"):
-            count = getattr(summary, field)
-            setattr(self.summary, field, getattr(self.summary, field) + count)
+            log.warning("stock push to %s failed: %s", channel.name, exc)
+            if isinstance(exc, AuthError):
+                self.on_auth_error(channel.name, str(exc))
+            if isinstance(exc, RetryableError) and self.metrics and exc.retry_after is not None:
+                self.metrics.throttles.labels(channel.name).inc()
+            return Landed(batch, error=exc)
+        except Exception:
+            # The supervisor: the jobs stay claimed and are taken again when their lease ends.
+            log.exception("stock push to %s failed unexpectedly", channel.name)
+            return None
+        return Landed(batch, results=results)
+
+    def _count(self, channel: PushChannel, summary: PushOutcomeSummary) -> None:
+        for name in OUTCOMES:
+            count = getattr(summary, name)
+            setattr(self.summary, name, getattr(self.summary, name) + count)
             if self.metrics and count:
-                self.metrics.stock_pushes.labels(channel.name, field).inc(count)
-        if summary.conflicts or summary.retried:
-            self.wake()
-
-    def _record(self, batch: PushBatch, results: Sequence[StockPushResult]) -> PushOutcomeSummary:
-        with self.db.session() as session:
-            # Reload the claimed rows in this transaction; the claim's session is closed.
-            jobs = [session.get_one(OutboxJob, job.id) for job in batch.jobs]
-            fresh = PushBatch(jobs=jobs, targets=batch.targets, stale=[])
-            return record_results(session, fresh, results, schedule=self.retry)
-
-    def _fail_batch(self, channel: PushChannel, batch: PushBatch, exc: ConnectorError) -> None:
-        retry_after = getattr(exc, "retry_after", None)
-        permanent = isinstance(exc, PermanentError)
-        if isinstance(exc, AuthError):
-            retry_after = AUTH_RETRY_S
-        if isinstance(exc, RetryableError) and self.metrics and exc.retry_after is not None:
-            self.metrics.throttles.labels(channel.name).inc()
-        log.warning("stock push to %s failed: %s", channel.name, exc)
-        with self.db.session() as session:
-            if isinstance(exc, UncertainOutcomeError):
-                # The channel may hold the new figures or the old: we no longer know. Forget the
-                # belief, so the retry is a plain set, not a compare-and-swap that would read our
-                # own applied push as units sold.
-                forget_beliefs(session, [job.payload["listing_id"] for job in batch.jobs])
-            for job in batch.jobs:
-                row = session.get_one(OutboxJob, job.id)
-                if isinstance(exc, UncertainOutcomeError):
-                    row.payload = {k: v for k, v in row.payload.items() if k != "expected"}
-                fail(
-                    session,
-                    row,
-                    f"{type(exc).__name__}: {exc}",
-                    retry_after=retry_after,
-                    permanent=permanent,
-                    schedule=self.retry,
-                )
-        self.summary.retried += 0 if permanent else len(batch.jobs)
+                self.metrics.stock_pushes.labels(channel.name, name).inc(count)
+        if summary.retried:
+            self.wake()  # a retry may be due before the next idle round

@@ -26,6 +26,7 @@ from sync.reservations import StockRules, channel_available
 
 STOCK_KEY = "stock:{listing_id}"
 MAX_CAS_ROUNDS = 5
+_LESSON = ("unseen", "expected", "believed")  # what a conflict adds to a job's payload
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,10 @@ def prepare_batch(
         if listing is None or job.payload["seq"] <= listing.last_pushed_seq:
             batch.stale.append(job.id)
             continue
+        if "unseen" in job.payload and job.payload.get("believed") != listing.last_pushed_quantity:
+            # Sales ingested since a conflict taught us about unseen ones moved the belief: that
+            # lesson is stale (they may be the same sales); compare-and-swap learns afresh.
+            job.payload = {k: v for k, v in job.payload.items() if k not in _LESSON}
         # The belief when this push left: sales ingested while it is in flight lower it, and
         # the result needs to know by how much.
         job.payload = {**job.payload, "belief_at_claim": listing.last_pushed_quantity}
@@ -275,12 +280,19 @@ def _retarget_after_conflict(
         fail(session, job, f"compare-and-swap lost {rounds - 1} times in a row", now=now)
         return
     if max(0, int(job.payload["quantity"]) - unseen) == actual:
-        # The channel already shows what we want: nothing left to send.
-        listing.last_pushed_quantity = actual + unseen
+        # The channel already shows what we want: nothing left to send. The belief never rises
+        # above what it is: sales ingested after the channel answered (when the answer is
+        # recorded late) lowered it already, and `actual` predates them.
+        listing.last_pushed_quantity = min(actual + unseen, believed)
         listing.last_pushed_seq = max(listing.last_pushed_seq, int(job.payload["seq"]))
         complete(session, [job.id], note="channel already at the target after a conflict")
         return
-    adjustment: dict[str, Any] = {"unseen": unseen, "expected": actual, "cas_rounds": rounds}
+    adjustment: dict[str, Any] = {
+        "unseen": unseen,
+        "expected": actual,
+        "believed": listing.last_pushed_quantity,
+        "cas_rounds": rounds,
+    }
     # A channel at 0 may have sold more than it could show (some oversell and stop at 0): the
     # unseen sales are then at least `unseen`. Ingesting them later lowers the belief below what
     # the channel holds, and the belief is verified then (see `verify_belief`), never trusted.

@@ -1,0 +1,229 @@
+"""The store side of a channel's stock pushes: one transaction records what landed, then claims.
+
+A drain step of the pusher is one call to `record_and_claim`: the answers of every push that
+landed since the last step are recorded as one batch, and as many batches as the channel has free
+in-flight slots for are claimed, in the same transaction. Recording locks its listings first and
+never waits for them (see `_lock_listings`); a landed push whose listings another transaction
+holds is handed back, to be recorded at the next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.base import Capabilities, StockPushResult, StockTarget
+from connectors.errors import AuthError, ConnectorError, PermanentError, UncertainOutcomeError
+from sync.models import JobKind, Listing, OutboxJob
+from sync.outbox import RetrySchedule, claim, count_due, fail
+from sync.stock_push import (
+    PushBatch,
+    PushOutcomeSummary,
+    forget_beliefs,
+    prepare_batch,
+    record_results,
+)
+
+AUTH_RETRY_S = 60.0
+OUTCOMES = ("applied", "conflicts", "rejected", "retried")
+
+
+@dataclass
+class Landed:
+    """A push that came back: the channel's answers, or the error it raised."""
+
+    batch: PushBatch
+    results: Sequence[StockPushResult] | None = None
+    error: ConnectorError | None = None
+
+
+@dataclass
+class Step:
+    """What one store transaction of a channel's drain did."""
+
+    batches: list[PushBatch]
+    left: int  # due jobs not claimed (at least 1 when some may remain)
+    summary: PushOutcomeSummary
+    deferred: list[Landed]  # landed pushes whose listings another transaction held
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """One channel as its drain claims for it: who holds the jobs, and how failures retry."""
+
+    channel_id: int
+    capabilities: Capabilities
+    hold_full: bool
+    owner: str
+    lease: timedelta
+    retry: RetrySchedule
+
+
+def record_and_claim(
+    session: Session,
+    claimant: Claimant,
+    landed: Sequence[Landed],
+    *,
+    free: int,
+    send_partial: bool = True,
+) -> Step:
+    """Record `landed`, then claim up to `free` batches (only full ones unless `send_partial`)."""
+    # Recording comes first, and takes its locks before it changes any job.
+    ids = [job.payload["listing_id"] for one in landed for job in one.batch.jobs]
+    locked = _lock_listings(session, ids) if ids else set()
+    summary = PushOutcomeSummary()
+    ours: list[Landed] = []
+    deferred: list[Landed] = []
+    for one in landed:
+        mine, theirs = _split(one, locked)
+        ours += [mine] if mine is not None else []
+        deferred += [theirs] if theirs is not None else []
+    # Every answered push of the step is recorded as one batch: one pass, not one each.
+    answered = [one for one in ours if one.error is None]
+    failed = [one for one in ours if one.error is not None]
+    for one in ([_merge(answered)] if answered else []) + failed:
+        done = _record(session, one, claimant.retry)
+        for name in OUTCOMES:
+            setattr(summary, name, getattr(summary, name) + getattr(done, name))
+    batches, left = _claim(session, claimant, free=free, send_partial=send_partial)
+    return Step(batches, left, summary, deferred)
+
+
+def _claim(
+    session: Session, claimant: Claimant, *, free: int, send_partial: bool
+) -> tuple[list[PushBatch], int]:
+    """Claim up to `free` batches; answer them and how many due jobs were left behind."""
+    caps = claimant.capabilities
+    size = max(1, caps.max_stock_batch)
+    if free <= 0:
+        return [], 1  # unknown: the step after the next landing asks again
+    wanted = free * size
+    due = wanted
+    if not send_partial:
+        due = count_due(session, claimant.channel_id, JobKind.STOCK, wanted + 1)
+        wanted = 0 if claimant.hold_full else min(wanted, due // size * size)
+        if not wanted:
+            return [], due
+    jobs: list[OutboxJob] = []
+    targets: list[StockTarget] = []
+    taken = 0
+    exhausted = False
+    while len(jobs) < wanted:
+        # Jobs a newer push already overtook are dropped unsent: claim again for the rest.
+        asked = wanted - len(jobs)
+        claimed = claim(
+            session,
+            channel_id=claimant.channel_id,
+            kinds=[JobKind.STOCK],
+            limit=asked,
+            owner=claimant.owner,
+            lease=claimant.lease,
+        )
+        taken += len(claimed)
+        if claimed:
+            batch = prepare_batch(session, claimed, compare_and_swap=caps.supports_compare_and_swap)
+            jobs += batch.jobs
+            targets += batch.targets
+        if len(claimed) < asked:
+            exhausted = True
+            break
+    batches = [
+        PushBatch(jobs=jobs[i : i + size], targets=targets[i : i + size], stale=[])
+        for i in range(0, len(jobs), size)
+    ]
+    if exhausted:
+        return batches, 0
+    return batches, 1 if send_partial else max(1, due - taken)
+
+
+def _record(session: Session, landed: Landed, retry: RetrySchedule) -> PushOutcomeSummary:
+    # Reload the claimed rows in this transaction (one query); the claim's session is closed.
+    ids = [job.id for job in landed.batch.jobs]
+    rows = {job.id: job for job in session.scalars(select(OutboxJob).where(OutboxJob.id.in_(ids)))}
+    jobs = [rows[i] for i in ids]
+    if landed.error is not None:
+        return _fail_batch(session, jobs, landed.error, retry)
+    fresh = PushBatch(jobs=jobs, targets=landed.batch.targets, stale=[])
+    return record_results(session, fresh, landed.results or [], schedule=retry)
+
+
+def _fail_batch(
+    session: Session, jobs: Sequence[OutboxJob], exc: ConnectorError, retry: RetrySchedule
+) -> PushOutcomeSummary:
+    retry_after = getattr(exc, "retry_after", None)
+    permanent = isinstance(exc, PermanentError)
+    if isinstance(exc, AuthError):
+        retry_after = AUTH_RETRY_S
+    if isinstance(exc, UncertainOutcomeError):
+        # The channel may hold the new figures or the old: we no longer know. Forget the
+        # belief, so the retry is a plain set, not a compare-and-swap that would read our
+        # own applied push as units sold.
+        forget_beliefs(session, [job.payload["listing_id"] for job in jobs])
+    for job in jobs:
+        if isinstance(exc, UncertainOutcomeError):
+            job.payload = {k: v for k, v in job.payload.items() if k != "expected"}
+        fail(
+            session,
+            job,
+            f"{type(exc).__name__}: {exc}",
+            retry_after=retry_after,
+            permanent=permanent,
+            schedule=retry,
+        )
+    return PushOutcomeSummary(retried=0 if permanent else len(jobs))
+
+
+def _lock_listings(session: Session, listing_ids: Sequence[int]) -> set[int]:
+    """Lock the listings a recording writes, skipping those another transaction holds.
+
+    Before anything else is written, and never waiting: ingest holds its listings (in an order
+    of its own) until it commits, and the planner holds dirty ones while its enqueues wait on
+    jobs this transaction changed. Waiting for either could close a cycle (PostgreSQL finds a
+    deadlock only after a second); the pushes of listings held elsewhere are recorded at the
+    next step instead. SQLite has one writer at a time: everything is ours.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return set(listing_ids)
+    return set(
+        session.scalars(
+            select(Listing.id)
+            .where(Listing.id.in_(listing_ids))
+            .order_by(Listing.id)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def _merge(answered: Sequence[Landed]) -> Landed:
+    """Answered pushes of one channel as one: a listing is in one of them at most."""
+    return Landed(
+        PushBatch(
+            jobs=[job for one in answered for job in one.batch.jobs],
+            targets=[target for one in answered for target in one.batch.targets],
+            stale=[],
+        ),
+        results=[result for one in answered for result in one.results or []],
+    )
+
+
+def _split(landed: Landed, locked: set[int]) -> tuple[Landed | None, Landed | None]:
+    """The part of a landed push whose listings are locked, and the rest (None when empty)."""
+    parts: tuple[list[int], list[int]] = ([], [])
+    for index, job in enumerate(landed.batch.jobs):
+        parts[job.payload["listing_id"] not in locked].append(index)
+    ours, theirs = (_part(landed, part) if part else None for part in parts)
+    return ours, theirs
+
+
+def _part(landed: Landed, indexes: Sequence[int]) -> Landed:
+    targets = [landed.batch.targets[i] for i in indexes]
+    refs = {target.listing_ref for target in targets}
+    results = None
+    if landed.results is not None:
+        results = [result for result in landed.results if result.listing_ref in refs]
+    jobs = [landed.batch.jobs[i] for i in indexes]
+    return Landed(PushBatch(jobs=jobs, targets=targets, stale=[]), results, landed.error)

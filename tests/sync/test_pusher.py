@@ -1,0 +1,430 @@
+"""The stock pusher's pacing: when a batching channel's batch goes, and what a push records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from connectors.base import Capabilities, Order, StockPushResult, StockTarget
+from connectors.memory import MemoryConnector, MemoryMarketplace
+from sync.db import Database
+from sync.models import JobKind, JobState, Listing, OutboxJob
+from sync.outbox import claim
+from sync.push_policy import Arrivals, Coalescing
+from sync.pusher import PushChannel, StockPusher
+from sync.stock_ops import set_stock
+from sync.stock_push import plan_targets, prepare_batch, record_results
+from tests.sync.engine_harness import (
+    IDLE_TIMEOUT_S,
+    ChannelSpec,
+    Store,
+    StoreSpec,
+    build_store,
+    expected_channel_quantities,
+    push_until_idle,
+    start_in_sync,
+)
+
+BATCH_4 = Capabilities(max_stock_batch=4, max_in_flight=2)
+CAS = Capabilities(max_stock_batch=250, max_in_flight=2, supports_compare_and_swap=True)
+PLAIN = Capabilities(max_stock_batch=1, max_in_flight=1)
+# A linger no test waits out: a push that comes sooner was not held by it.
+LONG_S = 60.0
+
+
+class LandingConnector(MemoryConnector):
+    """A reference connector that notes each call: when it landed and which listings it set."""
+
+    def __init__(self, market: MemoryMarketplace, spec: ChannelSpec) -> None:
+        super().__init__(market, name=spec.name, capabilities=spec.capabilities)
+        self.landed: list[tuple[float, list[str]]] = []
+
+    async def push_stock(self, targets: Sequence[StockTarget]) -> Sequence[StockPushResult]:
+        """Push, then note the call."""
+        results = await super().push_stock(targets)
+        self.landed.append((time.monotonic(), [t.listing_ref for t in targets]))
+        return results
+
+
+def _store(database: Database, spec: ChannelSpec, skus: Sequence[str]) -> Store:
+    """Channels in sync with the ledger (10 of each SKU), a LandingConnector on `spec`."""
+    other = ChannelSpec("other", PLAIN)
+    store = build_store(
+        database,
+        StoreSpec(channels=[spec, other], skus=skus, on_hand={(s, "default"): 10 for s in skus}),
+    )
+    start_in_sync(store)
+    channel = store.channels[spec.name]
+    channel.connector = LandingConnector(channel.market, spec)
+    return store
+
+
+def _pusher(store: Store, name: str, coalescing: Coalescing | None) -> StockPusher:
+    channel = store.channels[name]
+    return StockPusher(
+        store.db, [PushChannel(name, channel.connector, channel.plan, coalescing)], idle_s=0.05
+    )
+
+
+def _landing(store: Store, name: str) -> LandingConnector:
+    connector = store.channels[name].connector
+    assert isinstance(connector, LandingConnector)
+    return connector
+
+
+def _set(store: Store, sku: str, on_hand: int) -> None:
+    store.db.transact(lambda session: set_stock(session, sku, "default", on_hand))
+
+
+@contextlib.asynccontextmanager
+async def _running(pusher: StockPusher) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(pusher.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, IDLE_TIMEOUT_S)
+
+
+async def _until(condition: Callable[[], bool], within_s: float) -> float:
+    """Poll until `condition` holds; answer the seconds it took, fail after `within_s`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > within_s:
+            raise AssertionError(f"not within {within_s} s")
+        await asyncio.sleep(0.002)
+    return time.monotonic() - started
+
+
+def _channel_matches_ledger(store: Store, name: str) -> None:
+    with store.db.read_session() as session:
+        wanted = expected_channel_quantities(session, store)[name]
+    market = store.channels[name].market
+    assert {ref: market.stock_of(ref) for ref in wanted} == wanted
+
+
+# --- the policy on its own: times are given, nothing waits -----------------------------------
+
+
+def _noted(policy: Coalescing, *times: float) -> Arrivals:
+    arrivals = Arrivals()
+    for at in times:
+        arrivals.note(at, policy)
+    return arrivals
+
+
+def test_a_lone_change_may_go_after_the_quiet_time() -> None:
+    policy = Coalescing(quiet_s=0.05, stream_gap_s=0.5, max_linger_s=LONG_S)
+    assert _noted(policy, 100.0).partial_at(policy) == pytest.approx(100.05)
+
+
+def test_a_change_soon_after_another_is_not_yet_a_stream() -> None:
+    """Two changes 0.2 s apart (a sale just after a restock): no reason to wait longer."""
+    policy = Coalescing(quiet_s=0.05, stream_gap_s=0.5, max_linger_s=LONG_S)
+    assert _noted(policy, 100.0, 100.2).partial_at(policy) == pytest.approx(100.25)
+
+
+def test_a_stream_waits_for_a_pause_of_twice_its_gap_but_no_more_than_the_stream_gap() -> None:
+    policy = Coalescing(quiet_s=0.05, stream_gap_s=0.5, max_linger_s=LONG_S)
+    assert _noted(policy, 100.0, 100.2, 100.4).partial_at(policy) == pytest.approx(100.8)
+    stream = _noted(policy, 100.0, 100.2, 100.4, 100.85)
+    assert stream.partial_at(policy) == pytest.approx(100.85 + 0.5)
+    stream.note(102.0, policy)  # after a longer silence: a lone change again
+    assert stream.partial_at(policy) == pytest.approx(102.05)
+
+
+def test_a_stream_that_never_pauses_is_sent_after_the_max_linger() -> None:
+    policy = Coalescing(quiet_s=0.05, stream_gap_s=0.5, max_linger_s=1.0)
+    stream = _noted(policy, *(100.0 + tick * 0.1 for tick in range(30)))
+    assert stream.partial_at(policy) == pytest.approx(101.0)
+
+
+def test_a_channel_of_single_listing_calls_never_lingers() -> None:
+    policy = Coalescing.for_capabilities(Capabilities(max_stock_batch=1, max_in_flight=5))
+    stream = _noted(policy, 100.0, 100.01, 100.02, 100.03)
+    assert stream.partial_at(policy) <= 100.03
+
+
+# --- the pusher -------------------------------------------------------------------------------
+
+
+def test_a_lone_change_on_a_batching_channel_is_pushed_without_waiting_out_the_linger(
+    database: Database,
+) -> None:
+    """One sale on a quiet channel: a partial batch of one listing, pushed at once."""
+    store = _store(database, ChannelSpec("shop", BATCH_4), ["S", "T"])
+    shop = _landing(store, "shop")
+    pusher = _pusher(store, "shop", Coalescing(max_linger_s=LONG_S))
+
+    async def scenario() -> float:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            _set(store, "S", 7)
+            pusher.wake()
+            return await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
+
+    took = asyncio.run(scenario())
+    assert took < 2.0, f"a lone change waited {took:.2f} s"
+    assert shop.landed[0][1] == ["S"]
+    _channel_matches_ledger(store, "shop")
+
+
+def test_a_stream_of_changes_is_coalesced_into_few_calls(database: Database) -> None:
+    """Twenty listings change one after another, each in its own transaction: the partial
+    batch waits for the stream to pause, then goes as one call, not one call per change."""
+    skus = [f"S{i:02d}" for i in range(20)]
+    store = _store(database, ChannelSpec("shop", CAS), skus)
+    shop = _landing(store, "shop")
+    policy = Coalescing(quiet_s=0.5, stream_gap_s=1.0, max_linger_s=LONG_S)
+    pusher = _pusher(store, "shop", policy)
+
+    async def scenario() -> None:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            for n, sku in enumerate(skus):
+                await asyncio.to_thread(_set, store, sku, n)
+                pusher.wake()
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+
+    asyncio.run(scenario())
+    calls = [refs for _at, refs in shop.landed]
+    assert len(calls) <= 2, f"{len(calls)} calls for 20 changes: {calls}"
+    _channel_matches_ledger(store, "shop")
+
+
+def test_a_full_batch_is_not_held_back(database: Database) -> None:
+    """Four listings change at once on a channel taking four per call: the batch is full and
+    goes without waiting for the stream to pause or the linger to end."""
+    skus = ["A", "B", "C", "D"]
+    store = _store(database, ChannelSpec("shop", BATCH_4), skus)
+    shop = _landing(store, "shop")
+    pusher = _pusher(store, "shop", Coalescing(quiet_s=LONG_S, max_linger_s=LONG_S))
+
+    def change_all() -> None:
+        def write(session: Session) -> None:
+            for sku in skus:
+                set_stock(session, sku, "default", 3)
+
+        store.db.transact(write)
+
+    async def scenario() -> float:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            await asyncio.to_thread(change_all)
+            pusher.wake()
+            return await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
+
+    took = asyncio.run(scenario())
+    assert took < 5.0, f"a full batch waited {took:.2f} s"
+    assert sorted(shop.landed[0][1]) == skus
+    _channel_matches_ledger(store, "shop")
+
+
+def test_single_listing_calls_fill_every_in_flight_slot(database: Database) -> None:
+    """A channel taking one listing per call and five calls at a time gets five at a time."""
+    skus = [f"S{i:02d}" for i in range(20)]
+    spec = ChannelSpec("amazon", Capabilities(max_stock_batch=1, max_in_flight=5))
+    store = _store(database, spec, skus)
+    market = store.channels["amazon"].market
+    market.faults.latency = 0.05
+    market.faults.max_in_flight = 5  # the channel throttles a sixth call
+
+    def change_all() -> None:
+        def write(session: Session) -> None:
+            for sku in skus:
+                set_stock(session, sku, "default", 4)
+
+        store.db.transact(write)
+
+    change_all()
+    asyncio.run(push_until_idle(store, channels=["amazon"]))
+    assert market.calls["push_stock"] == len(skus)
+    assert market.max_in_flight_seen == 5
+    assert market.throttled["push_stock"] == 0
+    _channel_matches_ledger(store, "amazon")
+
+
+def test_holding_full_batches_sends_them_once_the_stream_pauses(database: Database) -> None:
+    """With `hold_full` a full batch waits like a partial one, for the changes to pause."""
+    skus = ["A", "B", "C", "D"]
+    store = _store(database, ChannelSpec("shop", BATCH_4), skus)
+    shop = _landing(store, "shop")
+    quiet_s = 0.4
+    policy = Coalescing(quiet_s=quiet_s, max_linger_s=LONG_S, hold_full=True)
+    pusher = _pusher(store, "shop", policy)
+
+    def change_all() -> None:
+        def write(session: Session) -> None:
+            for sku in skus:
+                set_stock(session, sku, "default", 3)
+
+        store.db.transact(write)
+
+    async def scenario() -> float:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            await asyncio.to_thread(change_all)
+            pusher.wake()
+            return await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
+
+    took = asyncio.run(scenario())
+    assert took >= quiet_s * 0.9, f"a held full batch went after {took:.2f} s"
+    assert [sorted(refs) for _at, refs in shop.landed] == [skus]
+    _channel_matches_ledger(store, "shop")
+
+
+# --- what a push records ----------------------------------------------------------------------
+
+
+class LateRecordConnector(MemoryConnector):
+    """A compare-and-swap channel where a buyer takes a unit just before our first push
+    arrives, and two more just after it answers; all three sales are ingested before the
+    pusher records that answer (a busy store delays the recording)."""
+
+    def __init__(self, store: Store, spec: ChannelSpec) -> None:
+        super().__init__(
+            store.channels[spec.name].market, name=spec.name, capabilities=spec.capabilities
+        )
+        self.store = store
+        self.armed = True
+        self.sold: list[Order] = []
+        self.marketplace.faults.on_push = self._sell_first
+
+    def _sell_first(self, _targets: Sequence[StockTarget]) -> None:
+        if self.armed:
+            self.sold = [self.marketplace.place_order([("S", 1)])]
+
+    async def push_stock(self, targets: Sequence[StockTarget]) -> Sequence[StockPushResult]:
+        """Push; on the first call, sell two more and ingest the three sales before answering."""
+        results = await super().push_stock(targets)
+        if self.armed:
+            self.armed = False
+            self.sold.append(self.marketplace.place_order([("S", 2)]))
+            await asyncio.to_thread(self.store.ingest, self.name, self.sold)
+        return results
+
+
+def test_sales_ingested_after_a_conflict_answer_are_not_counted_again(
+    database: Database,
+) -> None:
+    """The channel shows 10. A sale elsewhere asks for 9; the channel sold 1 meanwhile, so it
+    answers "conflict, I hold 9", which is the target: nothing to send. By the time that answer
+    is recorded, the channel sold 2 more and all 3 sales are ingested, so the belief is 7,
+    the channel's figure. Taking 9 + 0 unseen as the belief instead reads the next conflict as
+    2 unseen sales and ends the channel 2 below what the rules give."""
+    spec = ChannelSpec("shop", CAS)
+    store = _store(database, spec, ["S"])
+    shop = store.channels["shop"]
+    shop.connector = LateRecordConnector(store, spec)
+    other = store.channels["other"].market
+
+    store.ingest("other", [other.place_order([("S", 1)])])
+    asyncio.run(push_until_idle(store))
+    _channel_matches_ledger(store, "shop")
+    assert shop.market.stock_of("S") == 6
+
+
+def test_unseen_sales_ingested_before_the_retry_leaves_are_not_subtracted_twice(
+    database: Database,
+) -> None:
+    """The shop shows 10. A sale elsewhere asks for 9, but a buyer took 1 on the shop first:
+    "conflict, I hold 9", so 1 unseen sale, and the retry is to send 9 - 1 = 8 expecting 9.
+    Before the retry leaves, that sale is ingested: the ledger gives 8, the belief is 9. The
+    retry must not subtract the sale again, nor believe afterwards that the shop holds 9."""
+    spec = ChannelSpec("shop", CAS)
+    store = _store(database, spec, ["S"])
+    shop = store.channels["shop"]
+    plans = {shop.id: shop.plan}
+    store.ingest("other", [store.channels["other"].market.place_order([("S", 1)])])
+
+    def push_once(session: Session) -> None:
+        jobs = claim(
+            session,
+            channel_id=shop.id,
+            kinds=[JobKind.STOCK],
+            limit=10,
+            owner="test",
+            lease=timedelta(minutes=1),
+        )
+        batch = prepare_batch(session, jobs, compare_and_swap=True)
+        results = asyncio.run(shop.connector.push_stock(batch.targets))
+        record_results(session, batch, results)
+
+    store.db.transact(lambda session: plan_targets(session, plans))
+    sale = shop.market.place_order([("S", 1)])  # the shop now shows 9
+    store.db.transact(push_once)  # conflict: the shop holds 9
+    store.ingest("shop", [sale])
+    store.db.transact(push_once)  # the retry, claimed before anything is planned again
+    asyncio.run(push_until_idle(store))
+    _channel_matches_ledger(store, "shop")
+    assert shop.market.stock_of("S") == 8
+
+
+def test_a_listing_another_transaction_holds_does_not_hold_up_the_rest_of_its_batch(
+    database: Database,
+) -> None:
+    """PostgreSQL: while a push of S and T is out, another transaction (an ingest, say) locks
+    S's listing. The answer for T is recorded at once; S's once the lock is gone, and the
+    pusher neither waits on the lock nor deadlocks with its holder."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no row is held apart")
+    store = _store(database, ChannelSpec("shop", BATCH_4), ["S", "T"])
+    shop = store.channels["shop"]
+    with database.read_session() as session:
+        listing_ids: dict[str, int] = {
+            ref: listing_id
+            for ref, listing_id in session.execute(
+                select(Listing.external_ref, Listing.id).where(Listing.channel_id == shop.id)
+            )
+        }
+    holder = database.engine.connect()
+    holder.begin()
+
+    def hold_s(_targets: Sequence[StockTarget]) -> None:
+        holder.execute(
+            text("SELECT id FROM listings WHERE id = :id FOR UPDATE"), {"id": listing_ids["S"]}
+        )
+        shop.market.faults.on_push = None
+
+    def job_state(ref: str) -> JobState:
+        with database.read_session() as session:
+            return (
+                session.scalars(
+                    select(OutboxJob.state)
+                    .where(OutboxJob.identity_key == f"stock:{listing_ids[ref]}")
+                    .order_by(OutboxJob.id.desc())
+                ).first()
+                or JobState.PENDING
+            )
+
+    def change_both(session: Session) -> None:
+        set_stock(session, "S", "default", 4)
+        set_stock(session, "T", "default", 5)
+
+    pusher = _pusher(store, "shop", Coalescing(quiet_s=0.0))
+
+    async def scenario() -> None:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            shop.market.faults.on_push = hold_s
+            await asyncio.to_thread(store.db.transact, change_both)
+            pusher.wake()
+            await _until(lambda: job_state("T") == JobState.DONE, within_s=IDLE_TIMEOUT_S)
+            assert job_state("S") == JobState.RUNNING
+            holder.rollback()
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        holder.close()
+    assert job_state("S") == JobState.DONE
+    _channel_matches_ledger(store, "shop")
