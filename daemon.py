@@ -482,6 +482,9 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
                 locations=tuple(ch.locations),
                 poll_interval_s=ch.schedule.poll_interval_s,
                 reconcile_interval_s=ch.schedule.reconcile_interval_s,
+                push_max_linger_s=ch.push.max_linger_s,
+                push_pause_s=ch.push.pause_s,
+                push_hold_full=ch.push.hold_full,
             )
             for name, ch in app_config.channels.items()
         },

@@ -18,7 +18,7 @@ lone sale takes to reach each channel.
     .venv/bin/python bench/push.py [--orders 10000] [--skus 1000] [--latency 0.02] [--seed 1]
                                    [--page 50] [--db-url postgresql://USER@HOST:PORT/DB]
                                    [--linger-ms MS] [--quiet-ms MS] [--stream-gap-ms MS]
-                                   [--hold-full]
+                                   [--hold-full] [--economy]
 
 The coalescing flags override the defaults (`Coalescing.for_capabilities`) of the batching
 channels (batch maximum above 1), to measure what a longer linger trades for fewer calls.
@@ -439,7 +439,19 @@ def main() -> None:
     parser.add_argument(
         "--hold-full", action="store_true", help="batching: full batches linger too"
     )
+    parser.add_argument(
+        "--economy",
+        action="store_true",
+        help=(
+            "batching channels as a channel file's [push] max_linger_s = 120, pause_s = 5, "
+            "hold_full = true: fewest calls, stale for the burst"
+        ),
+    )
     args = parser.parse_args()
+    if args.economy:
+        args.linger_ms = args.linger_ms or 120_000.0
+        args.stream_gap_ms = args.stream_gap_ms or 5_000.0
+        args.hold_full = True
 
     started = time.monotonic()
     figures = asyncio.run(run(args))

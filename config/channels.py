@@ -59,6 +59,36 @@ class StockRules(BaseModel):
     )
 
 
+class PushSettings(BaseModel):
+    """How stock changes coalesce into calls to the channel: freshness against calls.
+
+    Unset keys keep the engine's defaults for the channel's batch size (a change waits at most
+    1 s for company on a batching channel, not at all where each call takes one listing).
+    """
+
+    model_config = MODEL_CONFIG
+
+    max_linger_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Longest a change waits for company while changes keep coming, seconds.",
+    )
+    pause_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Changes further apart than this are not a stream: a lone one goes at once.",
+    )
+    hold_full: bool = Field(
+        default=False,
+        description=(
+            "Hold full batches too while changes keep coming, so each listing goes about once "
+            "per burst (fewest calls; the channel is as stale as max_linger_s)."
+        ),
+    )
+
+
 class ChannelSchedule(BaseModel):
     """Per-channel periods; missing ones come from the main file's ``[schedules]`` defaults."""
 
@@ -101,6 +131,9 @@ class ChannelConfig(BaseModel):
     )
     stock: StockRules = Field(default_factory=StockRules, description="Stock shown to the channel.")
     schedule: ChannelSchedule = Field(description="Poll and reconcile periods.")
+    push: PushSettings = Field(
+        default_factory=PushSettings, description="How stock changes coalesce into calls."
+    )
 
     @model_validator(mode="before")
     @classmethod

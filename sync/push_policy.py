@@ -24,7 +24,8 @@ class Coalescing:
 
     A change that comes alone goes after `quiet_s`. Three or more planning rounds in a row that
     each gave the channel work less than `stream_gap_s` after the one before are a stream: a
-    partial batch then waits for it to pause (twice the last gap, at most `stream_gap_s`). No
+    partial batch then waits for it to pause (twice the usual gap between rounds, more when
+    they come irregularly; at most `stream_gap_s`). No
     due change waits longer than `max_linger_s` in all. A full batch goes at once unless
     `hold_full`: holding full batches too sends each listing about once per burst, at the price
     of a channel as stale as the burst is long (up to `max_linger_s`). A channel taking one
@@ -43,29 +44,70 @@ class Coalescing:
             return cls(quiet_s=0.0, stream_gap_s=0.0, max_linger_s=0.0)
         return cls()
 
-    def pause_s(self, gap: float | None, streak: int = STREAM_ROUNDS) -> float:
-        """How long without new work ends a stream whose last two rounds were `gap` apart and
-        whose last `streak` gaps were all short."""
-        if gap is None or gap > self.stream_gap_s or streak < STREAM_ROUNDS:
+    @classmethod
+    def tuned(
+        cls,
+        capabilities: Capabilities,
+        *,
+        max_linger_s: float | None = None,
+        pause_s: float | None = None,
+        hold_full: bool = False,
+    ) -> Coalescing:
+        """The default for the capabilities with a channel file's `[push]` overrides."""
+        base = cls.for_capabilities(capabilities)
+        return cls(
+            quiet_s=base.quiet_s,
+            stream_gap_s=base.stream_gap_s if pause_s is None else pause_s,
+            max_linger_s=base.max_linger_s if max_linger_s is None else max_linger_s,
+            hold_full=hold_full,
+        )
+
+    def pause_s(
+        self, mean_gap: float | None, dev_gap: float = 0.0, streak: int = STREAM_ROUNDS
+    ) -> float:
+        """How long without new work ends a stream whose rounds come `mean_gap` apart (smoothed),
+        varying by `dev_gap`, after `streak` short gaps in a row."""
+        if mean_gap is None or mean_gap > self.stream_gap_s or streak < STREAM_ROUNDS:
             return self.quiet_s
-        return min(self.stream_gap_s, max(self.quiet_s, 2 * gap))
+        wait = max(2 * mean_gap, mean_gap + 4 * dev_gap)
+        return min(self.stream_gap_s, max(self.quiet_s, wait))
 
 
 @dataclass
 class Arrivals:
-    """When planning last gave a channel work: tells a lone change from a stream."""
+    """What a channel's drain needs to tell a lone change from a stream of them.
+
+    Two clocks: when the store last changed (`active`: every commit that may change stock wakes
+    the pusher) and when planning last gave this channel work (`note`). The stream is read from
+    the first, because planning rounds come as fast as the machine plans, not as fast as orders
+    arrive. The gaps between changes are smoothed as TCP smooths round-trip times (RFC 6298: a
+    mean, and a mean deviation weighted 4x), so a stream served by a busy machine, whose commits
+    come irregularly, is not taken for a pause at its first slow one.
+    """
 
     event: asyncio.Event = field(default_factory=asyncio.Event)
-    last: float | None = None
-    gap: float | None = None
-    streak: int = 0  # short gaps in a row, up to the latest
+    last: float | None = None  # planning last gave the channel work
+    last_active: float | None = None  # the store last changed
+    mean_gap: float | None = None
+    dev_gap: float = 0.0
+    streak: int = 0  # short gaps in a row, up to the latest change
     waiting_since: float | None = None  # the oldest due job not sent yet arrived about then
 
-    def note(self, now: float, policy: Coalescing) -> None:
+    def active(self, now: float, policy: Coalescing) -> None:
+        """The store changed at `now` (loop time): a commit woke the pusher."""
+        gap = None if self.last_active is None else now - self.last_active
+        self.last_active = now
+        if gap is None or gap > policy.stream_gap_s:
+            self.streak, self.mean_gap, self.dev_gap = 0, None, 0.0
+        elif self.mean_gap is None:
+            self.streak, self.mean_gap, self.dev_gap = 1, gap, gap / 2
+        else:
+            self.streak += 1
+            self.dev_gap = 0.75 * self.dev_gap + 0.25 * abs(self.mean_gap - gap)
+            self.mean_gap = 0.875 * self.mean_gap + 0.125 * gap
+
+    def note(self, now: float) -> None:
         """Planning enqueued or replaced jobs for the channel at `now` (loop time)."""
-        self.gap = None if self.last is None else now - self.last
-        short = self.gap is not None and self.gap <= policy.stream_gap_s
-        self.streak = self.streak + 1 if short else 0
         self.last = now
         if self.waiting_since is None:
             self.waiting_since = now
@@ -75,7 +117,9 @@ class Arrivals:
         """Loop time from which a batch that is not full may go."""
         if self.last is None:
             return -math.inf
-        at = self.last + policy.pause_s(self.gap, self.streak)
+        at = self.last + policy.quiet_s
+        if self.last_active is not None and self.streak >= STREAM_ROUNDS:
+            at = max(at, self.last_active + policy.pause_s(self.mean_gap, self.dev_gap))
         if self.waiting_since is not None:
             at = min(at, self.waiting_since + policy.max_linger_s)
         return at

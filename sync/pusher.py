@@ -102,7 +102,22 @@ class StockPusher:
         )
 
     def wake(self) -> None:
-        """Ask for a planning round now; safe from any thread."""
+        """The store changed (listings may be dirty): plan now; safe from any thread. How
+        often this comes tells a stream of changes from a lone one."""
+        if self._loop is None:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._changed)
+
+    def _changed(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        for channel_id, arrivals in self._arrivals.items():
+            arrivals.active(now, self.channels[channel_id].policy)
+        self._wake.set()
+
+    def _nudge(self) -> None:
+        """Plan now, without a change to count (waiting for idle, a retry coming due)."""
         if self._loop is None:
             self._wake.set()
         else:
@@ -115,7 +130,7 @@ class StockPusher:
             if self._stopped:
                 raise RuntimeError("the stock pusher is not running")
             self._round_done.clear()
-            self.wake()
+            self._nudge()
             await self._round_done.wait()
             running = [t for t in self._drains.values() if not t.done()]
             await asyncio.gather(*running, return_exceptions=True)
@@ -161,7 +176,7 @@ class StockPusher:
             now = loop.time()
             for channel_id, count in enqueued.items():
                 if count:
-                    self._arrivals[channel_id].note(now, self.channels[channel_id].policy)
+                    self._arrivals[channel_id].note(now)
             if sum(enqueued.values()) < PLAN_LIMIT:
                 break  # else more dirty listings than one planning transaction takes
         for channel_id, channel in self.channels.items():
@@ -301,4 +316,4 @@ class StockPusher:
             if self.metrics and count:
                 self.metrics.stock_pushes.labels(channel.name, name).inc(count)
         if summary.retried:
-            self.wake()  # a retry may be due before the next idle round
+            self._nudge()  # a retry may be due before the next idle round

@@ -31,6 +31,7 @@ from sync.ingest import ChannelRef
 from sync.metrics import Metrics
 from sync.outbox import RetrySchedule
 from sync.polling import PollChannel
+from sync.push_policy import Coalescing
 from sync.pusher import PushChannel, StockPusher
 from sync.reservations import StockRules
 from sync.retention import purge_expired
@@ -62,6 +63,10 @@ class ChannelSpec:
     rules: StockRules = field(default_factory=StockRules)
     locations: tuple[str, ...] = ("default",)
     poll_interval_s: float = 60.0
+    # The channel file's [push]: None keeps the default for the channel's batch size.
+    push_max_linger_s: float | None = None
+    push_pause_s: float | None = None
+    push_hold_full: bool = False
     reconcile_interval_s: float = 900.0
 
 
@@ -201,6 +206,12 @@ class Service:
                     name,
                     self.connectors[name],
                     ChannelStockPlan(channel_ids[name], spec.rules, spec.locations),
+                    Coalescing.tuned(
+                        self.connectors[name].capabilities,
+                        max_linger_s=spec.push_max_linger_s,
+                        pause_s=spec.push_pause_s,
+                        hold_full=spec.push_hold_full,
+                    ),
                 )
                 for name, spec in self.settings.channels.items()
                 if spec.enabled and name in self.connectors

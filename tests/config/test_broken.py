@@ -168,6 +168,20 @@ CASES = [
     ),
     Case("missing-main-file", _no_main_file, MAIN, "-", "file not found"),
     Case(
+        "negative-linger",
+        _edit(SHOPIFY, "# max_linger_s = 1.0", "max_linger_s = -1"),
+        SHOPIFY,
+        "push.max_linger_s",
+        "greater than or equal to 0",
+    ),
+    Case(
+        "push-typo",
+        _edit(SHOPIFY, "# hold_full = false", "hold_ful = true"),
+        SHOPIFY,
+        "push.hold_ful",
+        "unknown key",
+    ),
+    Case(
         "percent-out-of-range",
         _edit(AMAZON, "percent = 100", "percent = 0"),
         AMAZON,

@@ -115,9 +115,11 @@ def _channel_matches_ledger(store: Store, name: str) -> None:
 
 
 def _noted(policy: Coalescing, *times: float) -> Arrivals:
+    """Each time a commit changed the store and planning gave the channel work."""
     arrivals = Arrivals()
     for at in times:
-        arrivals.note(at, policy)
+        arrivals.active(at, policy)
+        arrivals.note(at)
     return arrivals
 
 
@@ -132,13 +134,44 @@ def test_a_change_soon_after_another_is_not_yet_a_stream() -> None:
     assert _noted(policy, 100.0, 100.2).partial_at(policy) == pytest.approx(100.25)
 
 
-def test_a_stream_waits_for_a_pause_of_twice_its_gap_but_no_more_than_the_stream_gap() -> None:
+def test_a_steady_stream_waits_for_a_pause_of_about_twice_its_gap() -> None:
     policy = Coalescing(quiet_s=0.05, stream_gap_s=0.5, max_linger_s=LONG_S)
-    assert _noted(policy, 100.0, 100.2, 100.4).partial_at(policy) == pytest.approx(100.8)
-    stream = _noted(policy, 100.0, 100.2, 100.4, 100.85)
-    assert stream.partial_at(policy) == pytest.approx(100.85 + 0.5)
-    stream.note(102.0, policy)  # after a longer silence: a lone change again
+    stream = _noted(policy, *(100.0 + tick * 0.1 for tick in range(11)))
+    assert 101.0 + 0.2 <= stream.partial_at(policy) <= 101.0 + 0.25
+    stream.active(102.0, policy)  # after a longer silence: a lone change again
+    stream.note(102.0)
     assert stream.partial_at(policy) == pytest.approx(102.05)
+
+
+def test_a_stream_never_waits_for_a_pause_longer_than_the_stream_gap() -> None:
+    policy = Coalescing(quiet_s=0.05, stream_gap_s=0.5, max_linger_s=LONG_S)
+    stream = _noted(policy, 100.0, 100.4, 100.8, 101.2)
+    assert stream.partial_at(policy) == pytest.approx(101.2 + 0.5)
+
+
+def test_the_irregular_commits_of_a_busy_machine_are_still_one_stream() -> None:
+    """Gaps of 0.3 s and 0.05 s in turn: a short gap last must not make the next 0.3 s
+    silence look like the end of the stream (twice the last gap would be 0.1 s)."""
+    policy = Coalescing(quiet_s=0.05, stream_gap_s=1.0, max_linger_s=LONG_S)
+    times, at = [100.0], 100.0
+    for gap in [0.3, 0.05] * 6:
+        at += gap
+        times.append(at)
+    stream = _noted(policy, *times)
+    assert stream.partial_at(policy) > times[-1] + 0.3
+
+
+def test_slow_planning_rounds_do_not_end_a_stream_of_commits() -> None:
+    """Commits every 0.1 s while planning, busy, gives the channel work only every 1.5 s: the
+    stream is read from the commits, so a partial batch keeps waiting for the pause."""
+    policy = Coalescing(quiet_s=0.05, stream_gap_s=0.5, max_linger_s=LONG_S)
+    arrivals = Arrivals()
+    for tick in range(31):
+        at = 100.0 + tick * 0.1
+        arrivals.active(at, policy)
+        if tick % 15 == 0:
+            arrivals.note(at)
+    assert arrivals.partial_at(policy) >= 103.0 + 0.2
 
 
 def test_a_stream_that_never_pauses_is_sent_after_the_max_linger() -> None:
@@ -428,3 +461,12 @@ def test_a_listing_another_transaction_holds_does_not_hold_up_the_rest_of_its_ba
         holder.close()
     assert job_state("S") == JobState.DONE
     _channel_matches_ledger(store, "shop")
+
+
+def test_a_channel_files_push_settings_override_only_what_they_name() -> None:
+    batching = Capabilities(max_stock_batch=250, max_in_flight=4)
+    default = Coalescing.for_capabilities(batching)
+    economy = Coalescing.tuned(batching, max_linger_s=60.0, hold_full=True)
+    assert (economy.max_linger_s, economy.hold_full) == (60.0, True)
+    assert (economy.quiet_s, economy.stream_gap_s) == (default.quiet_s, default.stream_gap_s)
+    assert Coalescing.tuned(batching) == default
