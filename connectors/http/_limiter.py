@@ -40,6 +40,9 @@ class TokenBucket:
         # The head waiter sleeps while holding the lock; asyncio.Lock queues the rest in arrival
         # order, so a small request cannot overtake a large one that is waiting for tokens.
         self._lock = asyncio.Lock()
+        # Set by update(): the channel's live figures may let the head waiter go at once (Shopify
+        # reports its bucket in every answer; a waiter must not sleep out a stale estimate).
+        self._changed = asyncio.Event()
 
     @property
     def rate(self) -> float:
@@ -78,6 +81,7 @@ class TokenBucket:
             while True:
                 if tokens > self._burst:  # update() shrank the bucket while we waited
                     raise ValueError(f"cannot take {tokens} tokens from a bucket of {self._burst}")
+                self._changed.clear()  # before reading the figures: an update after wakes us
                 now = self._clock()
                 self._refill(now)
                 wait = self._time_until(tokens, now)
@@ -85,7 +89,17 @@ class TokenBucket:
                     self._tokens = max(0.0, self._tokens - tokens)
                     return self._clock() - started
                 # Re-checked after waking: penalize() or update() may have moved the goal.
-                await self._sleep(wait)
+                await self._wait(wait)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if update() brings new figures meanwhile."""
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait({sleeping, changed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (sleeping, changed):
+                waiter.cancel()
 
     def penalize(self, seconds: float) -> None:
         """The channel throttled us: grant no token for `seconds`, and start refilling from empty."""
@@ -118,6 +132,7 @@ class TokenBucket:
         if available is not None:
             self._tokens = available
         self._tokens = min(max(self._tokens, 0.0), self._burst)
+        self._changed.set()
 
 
 class RateLimiters:

@@ -281,3 +281,20 @@ def test_no_window_ever_gets_more_than_burst_plus_rate_times_its_length(
     asyncio.run(scenario())
     assert len(grants) == len(steps)
     assert _grants_within_rate(grants, rate, burst) is None
+
+
+async def test_a_waiter_goes_as_soon_as_the_channels_live_figures_say_there_is_room() -> None:
+    """Shopify reports its bucket in every answer: a query waiting out our estimate (here, a
+    sleep that would never end) goes the moment an answer says the shop has room."""
+
+    async def never(_seconds: float) -> None:
+        await asyncio.Event().wait()
+
+    bucket = TokenBucket(rate=1.0, burst=1000.0, sleep=never)
+    await bucket.acquire(1000.0)
+    waiting = asyncio.create_task(bucket.acquire(800.0))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    bucket.update(available=2000.0, burst=2000.0)
+    await asyncio.wait_for(waiting, 1.0)
+    assert bucket.available == pytest.approx(1200.0, abs=1.0)
