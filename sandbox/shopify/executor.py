@@ -13,12 +13,14 @@ connection 2, a mutation 10.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -138,6 +140,23 @@ class Prepared:
         return fields[0][0].name.value if fields else "empty"
 
 
+@functools.lru_cache(maxsize=256)
+def _checked(
+    schema: GraphQLSchema | None, query: str
+) -> tuple[DocumentNode | None, tuple[dict[str, Any], ...]]:
+    """The parsed document and Shopify's errors for it: a client sends the same few documents
+    over and over, and validating one against the Admin schema takes tens of milliseconds."""
+    try:
+        document = parse(query)
+    except GraphQLSyntaxError as err:
+        return None, (_from_graphql_error(err, "syntaxError"),)
+    if schema is not None:
+        problems = validate(schema, document)
+        if problems:
+            return None, tuple(_from_graphql_error(p, "validationFailed") for p in problems)
+    return document, ()
+
+
 def prepare(
     schema: GraphQLSchema | None,
     query: str,
@@ -146,16 +165,9 @@ def prepare(
 ) -> Prepared:
     """Parse, validate and pick the operation; GraphQLRequestError with Shopify's error shape
     for anything Shopify would refuse before running it."""
-    try:
-        document = parse(query)
-    except GraphQLSyntaxError as err:
-        raise GraphQLRequestError([_from_graphql_error(err, "syntaxError")]) from err
-    if schema is not None:
-        problems = validate(schema, document)
-        if problems:
-            raise GraphQLRequestError(
-                [_from_graphql_error(p, "validationFailed") for p in problems]
-            )
+    document, problems = _checked(schema, query)
+    if document is None:
+        raise GraphQLRequestError([dict(problem) for problem in problems])
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)

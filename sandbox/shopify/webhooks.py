@@ -34,6 +34,8 @@ from sandbox.shopify.store import ShopStore
 
 log = logging.getLogger(__name__)
 
+MAX_IN_FLIGHT = 20  # deliveries being posted at once; the rest wait their turn
+
 TOPIC_ENUMS = {
     "orders/create": "ORDERS_CREATE",
     "orders/updated": "ORDERS_UPDATED",
@@ -117,6 +119,10 @@ class WebhookDispatcher:
         self._backlog: list[tuple[Delivery, float]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        # Shopify sends from many workers, not from one process all at once: a thousand posts in
+        # flight on one client would spend this event loop on connection-pool bookkeeping and
+        # starve the API and the control routes.
+        self._sending = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._idle = asyncio.Event()
         self._idle.set()
         store.listeners.append(self.on_change)
@@ -219,12 +225,13 @@ class WebhookDispatcher:
             knobs = self.knobs()
             delivery.attempts += 1
             try:
-                response = await self._client.post(
-                    delivery.uri,
-                    content=delivery.body,
-                    headers=self._headers(delivery),
-                    timeout=knobs.timeout_s,
-                )
+                async with self._sending:
+                    response = await self._client.post(
+                        delivery.uri,
+                        content=delivery.body,
+                        headers=self._headers(delivery),
+                        timeout=knobs.timeout_s,
+                    )
                 outcome: int | str = response.status_code
             except httpx.HTTPError as err:
                 outcome = type(err).__name__
