@@ -443,14 +443,14 @@ def main() -> None:
         "--economy",
         action="store_true",
         help=(
-            "batching channels as a channel file's [push] max_linger_s = 120, pause_s = 5, "
+            "batching channels as a channel file's [push] max_linger_s = 120, pause_s = 10, "
             "hold_full = true: fewest calls, stale for the burst"
         ),
     )
     args = parser.parse_args()
     if args.economy:
         args.linger_ms = args.linger_ms or 120_000.0
-        args.stream_gap_ms = args.stream_gap_ms or 5_000.0
+        args.stream_gap_ms = args.stream_gap_ms or 10_000.0
         args.hold_full = True
 
     started = time.monotonic()

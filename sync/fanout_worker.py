@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,8 +91,14 @@ class FanoutWorker:
         lease: timedelta = timedelta(seconds=120),
         idle_s: float = 1.0,
         retry: RetrySchedule | None = None,
+        is_callable: Callable[[str], bool] = lambda _name: True,
+        on_auth_error: Callable[[str, str], None] = lambda _name, _error: None,
     ) -> None:
         self.db = db
+        # Channel health (sync/health.py), as the stock pusher has it: nothing is sent to an
+        # auth-failed channel until its check passes, and an AuthError here marks it so.
+        self.is_callable = is_callable
+        self.on_auth_error = on_auth_error
         self.channels = {c.channel_id: c for c in channels}
         self.metrics = metrics
         self.owner = owner or f"fanout-{uuid.uuid4().hex[:12]}"
@@ -175,7 +181,7 @@ class FanoutWorker:
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
-                if len(in_flight) < slots:
+                if len(in_flight) < slots and self.is_callable(channel.name):
                     claimed = await asyncio.to_thread(self._claim, channel, slots - len(in_flight))
                     for job in claimed:
                         task = asyncio.create_task(self._send(channel, job))
@@ -277,6 +283,7 @@ class FanoutWorker:
             if row is None or row.state is not JobState.RUNNING:
                 return  # our lease ran out and the job went back: its next attempt decides
             if isinstance(exc, AuthError):
+                self.on_auth_error(channel.name, str(exc))
                 # Refused before anything was done: not a try; the channel is retried later.
                 release(session, row, run_after=utcnow() + timedelta(seconds=AUTH_RETRY_S))
                 state, outcome = JobState.PENDING, "auth"

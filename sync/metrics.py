@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connectors.base import OrderStatus
+from sync.latency import PushLatency
 from sync.models import Channel, Order, OrderLine
 from sync.status import ChannelStatus, channel_statuses
 
@@ -64,6 +65,9 @@ class Metrics:
             ["channel", "kind", "outcome"],
             registry=self.registry,
         )
+        # Stock out (sync/pusher.py): planned-to-applied seconds, a histogram and the status
+        # page's in-memory window (sync/latency.py).
+        self.push_latency = PushLatency(self.registry)
         self._add_scheduler_metrics()
 
     def _add_scheduler_metrics(self) -> None:

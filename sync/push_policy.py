@@ -27,8 +27,9 @@ class Coalescing:
     partial batch then waits for it to pause (twice the usual gap between rounds, more when
     they come irregularly; at most `stream_gap_s`). No
     due change waits longer than `max_linger_s` in all. A full batch goes at once unless
-    `hold_full`: holding full batches too sends each listing about once per burst, at the price
-    of a channel as stale as the burst is long (up to `max_linger_s`). A channel taking one
+    `hold_full`: holding full batches too, until the changes stop for the whole `stream_gap_s`,
+    sends each listing about once per burst, at the price of a channel as stale as the burst is
+    long (up to `max_linger_s`). A channel taking one
     listing per call never waits: every batch of it is full.
     """
 
@@ -69,6 +70,10 @@ class Coalescing:
         varying by `dev_gap`, after `streak` short gaps in a row."""
         if mean_gap is None or mean_gap > self.stream_gap_s or streak < STREAM_ROUNDS:
             return self.quiet_s
+        if self.hold_full:
+            # Fewest calls: only a silence of the full stream gap ends the burst, however
+            # regular it was (a busy process sees its own commits in clumps).
+            return self.stream_gap_s
         wait = max(2 * mean_gap, mean_gap + 4 * dev_gap)
         return min(self.stream_gap_s, max(self.quiet_s, wait))
 

@@ -16,10 +16,16 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import Capabilities, StockPushResult, StockTarget
-from connectors.errors import AuthError, ConnectorError, PermanentError, UncertainOutcomeError
-from sync.models import JobKind, Listing, OutboxJob
-from sync.outbox import RetrySchedule, claim, count_due, fail
+from connectors.base import Capabilities, PushOutcome, StockPushResult, StockTarget
+from connectors.errors import (
+    AuthError,
+    ConnectorError,
+    PermanentError,
+    RateLimitedError,
+    UncertainOutcomeError,
+)
+from sync.models import JobKind, Listing, OutboxJob, utcnow
+from sync.outbox import RetrySchedule, claim, count_due, fail, release
 from sync.stock_push import (
     PushBatch,
     PushOutcomeSummary,
@@ -147,14 +153,42 @@ def _record(session: Session, landed: Landed, retry: RetrySchedule) -> PushOutco
     jobs = [rows[i] for i in ids]
     if landed.error is not None:
         return _fail_batch(session, jobs, landed.error, retry)
-    fresh = PushBatch(jobs=jobs, targets=landed.batch.targets, stale=[])
-    return record_results(session, fresh, landed.results or [], schedule=retry)
+    # Targets the channel held back unsent (eBay: a listing's daily revisions) wait as long as
+    # it says, their tries uncounted; the rest are recorded as answered.
+    held = {
+        r.listing_ref: r
+        for r in landed.results or []
+        if r.outcome is PushOutcome.RETRY and r.retry_after is not None
+    }
+    pairs = list(zip(jobs, landed.batch.targets, strict=True))
+    for job, target in pairs:
+        if (hold := held.get(target.listing_ref)) is not None:
+            _defer(session, job, hold.error or "held back by the channel", hold.retry_after)
+    kept = [(job, target) for job, target in pairs if target.listing_ref not in held]
+    fresh = PushBatch(jobs=[j for j, _ in kept], targets=[t for _, t in kept], stale=[])
+    summary = record_results(session, fresh, landed.results or [], schedule=retry)
+    summary.retried += len(pairs) - len(kept)
+    return summary
+
+
+def _defer(session: Session, job: OutboxJob, reason: str, retry_after: float | None) -> None:
+    """Give a job back for later without counting the try: a hold, not a failure."""
+    job.last_error = reason[:2000]
+    release(session, job, run_after=utcnow() + timedelta(seconds=retry_after or 0.0))
 
 
 def _fail_batch(
     session: Session, jobs: Sequence[OutboxJob], exc: ConnectorError, retry: RetrySchedule
 ) -> PushOutcomeSummary:
     retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, RateLimitedError):
+        # A hold, not a failure: the channel (or our pacing of its daily quota) said to wait,
+        # and nothing was refused. The jobs go back for when it allows, their tries uncounted,
+        # so a day's quota held back does not kill them.
+        wait = retry_after if retry_after is not None else retry.base_s
+        for job in jobs:
+            _defer(session, job, f"{type(exc).__name__}: {exc}", wait)
+        return PushOutcomeSummary(retried=len(jobs))
     permanent = isinstance(exc, PermanentError)
     if isinstance(exc, AuthError):
         retry_after = AUTH_RETRY_S

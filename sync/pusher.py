@@ -210,7 +210,9 @@ class StockPusher:
         left = 1
         while True:
             arrivals.event.clear()
-            free = 0 if stop.is_set() else slots - len(in_flight)
+            # A channel that went auth-failed meanwhile gets nothing more; what landed is recorded.
+            barred = stop.is_set() or not self.is_callable(channel.name)
+            free = 0 if barred else slots - len(in_flight)
             if landed or free:
                 partial = caps.max_stock_batch <= 1 or loop.time() >= arrivals.partial_at(policy)
                 try:
@@ -222,13 +224,15 @@ class StockPusher:
                     log.exception("stock push step for %s failed", channel.name)
                     await self._record_apart(channel, landed, in_flight)
                     return
+                if self.metrics:
+                    self.metrics.push_latency.observe_step(channel.name, landed, step.deferred)
                 landed, left = step.deferred, step.left
                 self._count(channel, step.summary)
                 for batch in step.batches:
                     in_flight.add(asyncio.create_task(self._push(channel, batch)))
                 if left == 0:
                     arrivals.waiting_since = None
-            if not in_flight and not landed and (left == 0 or stop.is_set()):
+            if not in_flight and not landed and (left == 0 or barred):
                 return
             waiters: set[asyncio.Future[Any]] = set(in_flight)
             timeout = LOCKED_RETRY_S if landed else None

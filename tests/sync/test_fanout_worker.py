@@ -326,3 +326,36 @@ def test_a_cancel_refused_for_another_reason_is_dead_with_it(database: Database)
         (job,) = session.scalars(select(OutboxJob).where(OutboxJob.kind == JobKind.CANCEL))
     assert job.state is JobState.DEAD
     assert job.last_error == f"shop refused: order {ext} is already shipped"
+
+
+def test_nothing_is_sent_to_an_auth_failed_channel_until_it_may_be_called_again(
+    database: Database,
+) -> None:
+    """The health view the pusher obeys holds shipments too: no login storm on a revoked
+    channel; once its check passes, the waiting shipment goes, once."""
+    store = make_store(database)
+    _, order_id = place(store, "shop", [("A", 1)])
+    _ship(database, order_id, tracking="1Z")
+    market = store.channels["shop"].market
+    callable_now = {"shop": False, "market": True}
+    worker = worker_for(store)
+    worker.is_callable = lambda name: callable_now[name]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        try:
+            # Several idle rounds pass (idle_s is 0.01 s) with the job due and the channel held.
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+                assert market.calls["push_fulfillment"] == 0
+            callable_now["shop"] = True
+            worker.wake()
+            await asyncio.wait_for(worker.wait_idle(poll_s=0.005), 30)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+
+    asyncio.run(scenario())
+    assert market.calls["push_fulfillment"] == 1
+    assert len(market.fulfillments) == 1

@@ -470,3 +470,11 @@ def test_a_channel_files_push_settings_override_only_what_they_name() -> None:
     assert (economy.max_linger_s, economy.hold_full) == (60.0, True)
     assert (economy.quiet_s, economy.stream_gap_s) == (default.quiet_s, default.stream_gap_s)
     assert Coalescing.tuned(batching) == default
+
+
+def test_holding_full_batches_waits_out_the_whole_stream_gap_however_regular_the_stream() -> None:
+    """The fewest-calls setting: a busy process sees its own commits in clumps, so only a
+    silence of the full configured gap ends the burst."""
+    policy = Coalescing(quiet_s=0.05, stream_gap_s=10.0, max_linger_s=LONG_S, hold_full=True)
+    stream = _noted(policy, *(100.0 + tick * 0.1 for tick in range(11)))
+    assert stream.partial_at(policy) == pytest.approx(101.0 + 10.0)
