@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import secrets
 import sys
 from importlib.metadata import version as package_version
-from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -364,71 +360,84 @@ def ship(
     type=click.Path(path_type=Path, file_okay=False),
     default=Path(".demo-state"),
     show_default=True,
-    help="Where the demo keeps its SQLite store, admin token and demo.json.",
+    help="Where the demo keeps its config, secrets, SQLite store (fresh each run) and demo.json.",
 )
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Stop after this many seconds (default: run until Ctrl-C).",
+    help="Stop after this many seconds once running (default: run until Ctrl-C).",
 )
-def demo(state_dir: Path, duration: float | None) -> None:
-    """Run the daemon on a SQLite file with the demo config, and say how to reach it."""
-    state_dir = state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    token_file = state_dir / "admin-token"
-    if not token_file.exists():
-        token_file.touch(mode=0o600)
-        token_file.write_text(secrets.token_urlsafe(24))
-    os.environ["CHANNEL_SYNC_DEMO_ADMIN_TOKEN"] = token_file.read_text().strip()
-    os.environ["CHANNEL_SYNC_STATE_DIR"] = str(state_dir)
-    app_config = _load_or_exit(Path(str(files("config") / "demo")))
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Orders per second placed by buyers across the three marketplaces (0: none).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the buyers' draws.")
+def demo(state_dir: Path, duration: float | None, rate: float, seed: int) -> None:
+    """The sandbox Shopify, Amazon and eBay marketplaces on loopback, the daemon syncing them on a
+    SQLite file, and buyers placing orders; writes STATE_DIR/demo.json once everything listens."""
+    from sandbox.demo import DemoError, DemoOptions, run_demo
 
-    def announce(service: Service) -> None:
-        assert service.admin_address is not None
-        host, port = service.admin_address
-        admin_url = f"http://{host}:{port}"
-        token = os.environ["CHANNEL_SYNC_DEMO_ADMIN_TOKEN"]
-        info = {"admin_url": admin_url, "admin_token": token, "channels": {}}
-        demo_json = state_dir / "demo.json"
-        demo_json.touch(mode=0o600)
-        demo_json.write_text(json.dumps(info, indent=2) + "\n")
-        click.echo(
-            "\n"
-            f"channel-sync demo is running (store: {state_dir / 'channel-sync.db'})\n"
-            f"  admin API   {admin_url}   token in {token_file}\n"
-            f"  try         curl {admin_url}/healthz\n"
-            f'              curl -H "Authorization: Bearer $(cat {token_file})" '
-            f"{admin_url}/api/status\n"
-            f"  details     {demo_json}\n"
-            "Press Ctrl-C to stop.\n",
-            err=True,
+    options = DemoOptions(state_dir=state_dir, duration_s=duration, rate=rate, seed=seed)
+    try:
+        code = run_demo(
+            options,
+            load=_load_or_exit,
+            serve=lambda config, on_ready: _serve(config, on_ready=on_ready),
+            say=lambda text: click.echo(text, err=True),
         )
-        if duration is not None:
-            asyncio.get_running_loop().call_later(duration, service.request_stop)
-
-    sys.exit(_serve(app_config, on_ready=announce))
+    except DemoError as exc:
+        click.echo(f"demo: {exc}", err=True)
+        code = 1
+    sys.exit(code)
 
 
 @cli.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address.")
 @click.option("--shopify-port", type=int, default=0, help="Port of the Shopify store (0: any).")
+@click.option("--amazon-port", type=int, default=0, help="Port of the Amazon account (0: any).")
+@click.option("--ebay-port", type=int, default=0, help="Port of the eBay account (0: any).")
 @click.option("--reference-port", type=int, default=0, help="Port of the reference one (0: any).")
+@click.option("--no-sqs", is_flag=True, help="Do not start the loopback SQS server for Amazon.")
 @click.option(
     "--ready-file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
     help="Write the addresses, tokens and secrets here (mode 0600) once all listen.",
 )
+@click.option("--ebay-notify-url", default=None, hidden=True)  # the demo's daemon
+@click.option("--stop-on-stdin-eof", is_flag=True, hidden=True)  # the demo's child process
 def sandbox_command(
-    host: str, shopify_port: int, reference_port: int, ready_file: Path | None
+    host: str,
+    shopify_port: int,
+    amazon_port: int,
+    ebay_port: int,
+    reference_port: int,
+    no_sqs: bool,
+    ready_file: Path | None,
+    ebay_notify_url: str | None,
+    stop_on_stdin_eof: bool,
 ) -> None:
-    """Only the sandbox marketplaces (Shopify, reference) on loopback, printing their addresses;
-    until Ctrl-C."""
+    """Only the sandbox marketplaces (Shopify, Amazon with a loopback SQS server, eBay, and the
+    reference channel) on loopback, listing the demo catalogue, printing their addresses; until
+    Ctrl-C."""
     from sandbox.launcher import SandboxPlan, run_sandboxes
 
     plan = SandboxPlan(
-        host=host, shopify_port=shopify_port, reference_port=reference_port, ready_file=ready_file
+        host=host,
+        ports={
+            "shopify": shopify_port,
+            "amazon": amazon_port,
+            "ebay": ebay_port,
+            "reference": reference_port,
+        },
+        ready_file=ready_file,
+        start_sqs=not no_sqs,
+        ebay_notify_url=ebay_notify_url,
+        stop_on_stdin_eof=stop_on_stdin_eof,
     )
     try:
         asyncio.run(run_sandboxes(plan, say=lambda line: click.echo(line)))
@@ -490,6 +499,7 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
         },
         inbox_retention_days=main.retention.webhook_inbox_days,
         events_retention_days=main.retention.events_days,
+        buyer_data_days=main.retention.buyer_data_days,
         version=_version(),
         schedule=_scheduler_settings(app_config),
         outbox_lease_s=main.outbox.lease_s,
@@ -519,6 +529,7 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
             on_ready=on_ready,
             connectors=connectors,
             webhook_handlers=_webhook_handlers(app_config, connectors),
+            notice_queues=_notice_queues(app_config, connectors),
         )
         return asyncio.run(service.run())
     except OSError as exc:
@@ -536,8 +547,21 @@ def _webhook_handlers(app_config: AppConfig, served: Mapping[str, object]) -> di
     for name, channel in app_config.channels.items():
         factory = webhook_handler_for(channel.kind)
         if factory is not None and name in served:
-            handlers[name] = factory(channel)
+            handlers[name] = factory(channel, served[name])
     return handlers
+
+
+def _notice_queues(app_config: AppConfig, served: Mapping[str, object]) -> dict[str, Any]:
+    """The notice queue of every served channel that has one configured (Amazon's SQS)."""
+    from connectors.registry import notice_queue_for
+
+    queues = {}
+    for name, channel in app_config.channels.items():
+        factory = notice_queue_for(channel.kind)
+        queue = factory(channel) if factory is not None and name in served else None
+        if queue is not None:
+            queues[name] = queue
+    return queues
 
 
 def _scheduler_settings(app_config: AppConfig) -> SchedulerSettings:
@@ -563,6 +587,7 @@ def status(config_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from sync.budgets import describe_budgets
     from sync.db import Database, SchemaOutOfDateError, ensure_schema
     from sync.status import channel_statuses
 
@@ -581,6 +606,8 @@ def status(config_dir: Path) -> None:
     table = Table(title="channel-sync status")
     for heading in ("channel", "kind", "state", "last poll", "lag", "today", "jobs"):
         table.add_column(heading, justify="right" if heading in ("lag", "today") else "left")
+    table.add_column("listings", overflow="fold")
+    table.add_column("daily budgets", overflow="fold")
     table.add_column("last error", overflow="fold")
     for row in statuses:
         table.add_row(
@@ -591,9 +618,325 @@ def status(config_dir: Path) -> None:
             f"{row.lag_s:.0f} s" if row.lag_s is not None else "-",
             str(row.orders_today),
             f"{row.jobs_pending} pending, {row.jobs_dead} dead",
+            _describe_listings(row.listings),
+            describe_budgets(row.budgets),
             row.last_error or "",
         )
     Console(width=160).print(table if statuses else "no channels in the store yet")
+
+
+def _describe_listings(listings: dict[str, Any] | None) -> str:
+    if not listings:
+        return "-"
+    unknown = listings.get("unknown_skus")
+    return f"{listings['bound']} bound, {listings['missing_skus']} of ours missing, " + (
+        "not read yet" if unknown is None else f"{unknown} not ours"
+    )
+
+
+# ---- connect: a channel's OAuth credential (Shopify install, eBay consent) --------------------
+
+if TYPE_CHECKING:
+    from config.pending import PendingChannel
+    from config.settings import MainSettings
+    from sync.connect import Accept, CallbackParams, Obtained
+
+
+def _connect_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options both connect commands take."""
+    for option in reversed(
+        (
+            click.option(
+                "--channel", required=True, metavar="NAME", help="The channel to connect."
+            ),
+            click.option(
+                "--port",
+                type=click.IntRange(0, 65535),
+                default=None,
+                help="Listen for the callback on this port instead of the webhook listener's "
+                "(0: any free port).",
+            ),
+            click.option(
+                "--timeout",
+                "timeout_s",
+                type=click.FloatRange(min=1),
+                default=600.0,
+                show_default=True,
+                help="Seconds to wait for the browser to come back.",
+            ),
+            CONFIG_OPTION,
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _pending_or_exit(config_dir: Path, channel: str, kind: str, key: str) -> PendingChannel:
+    from config.loader import ConfigError
+    from config.pending import load_pending_channel
+
+    try:
+        return load_pending_channel(config_dir, channel, kind=kind, key=key)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _connect_by_callback(
+    pending: PendingChannel,
+    *,
+    kind: str,
+    key: str,
+    port: int | None,
+    timeout_s: float,
+    start: Callable[[str], tuple[str, str]],
+    accept: Accept,
+) -> None:
+    """Listen for the callback, print where to send the seller, wait, store, say what to write.
+
+    `start(callback_url)` answers the URL the seller opens and a line about where the browser
+    comes back; `accept(params)` checks a callback and exchanges its code."""
+    from connectors.errors import ConnectorError
+    from sync.connect import CallbackServer, callback_path, connected_message, secret_file
+    from sync.service import Listener
+
+    _configure_logging_level(pending.main)
+    hooks = pending.main.listeners.webhooks
+    name = pending.channel.name
+    target = secret_file(pending.main.state_dir, name, key)
+    listener = Listener("the connect callback", hooks.host, hooks.port if port is None else port)
+    try:
+        server = CallbackServer(listener, callback_path(kind, name))
+    except OSError as exc:
+        click.echo(f"{exc} (is the daemon running there? stop it, or pass --port)", err=True)
+        sys.exit(1)
+    try:
+        url, where = start(server.local_url)
+        click.echo(
+            f"open this address in a browser signed in to the seller's account:\n\n  {url}\n"
+        )
+        click.echo(f"{where}\nwaiting up to {timeout_s:g} s (Ctrl-C to give up)...", err=True)
+        obtained = asyncio.run(
+            server.receive(
+                accept, target, timeout_s=timeout_s, say=lambda line: click.echo(line, err=True)
+            )
+        )
+    except TimeoutError:
+        click.echo(f"no callback within {timeout_s:g} s: nothing was stored", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("given up: nothing was stored", err=True)
+        sys.exit(130)
+    except ConnectorError as exc:
+        click.echo(f"not connected: {exc}; nothing was stored", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"connected, but the credential cannot be stored: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        server.close()
+    click.echo(
+        connected_message(
+            channel=name,
+            key=key,
+            target=target,
+            reference_now=pending.reference,
+            note=obtained.note,
+        )
+    )
+
+
+def _configure_logging_level(main: MainSettings) -> None:
+    from config.secrets import known_secret_values
+    from sync.logs import configure_logging
+
+    configure_logging(main.logging.level, main.logging.format, known_secret_values)
+
+
+@cli.group("shopify")
+def shopify_group() -> None:
+    """Shopify channels: `connect` installs the app for an access token."""
+
+
+@shopify_group.command("connect")
+@_connect_options
+@click.option(
+    "--redirect-uri",
+    default=None,
+    help="The callback as the seller's browser reaches it (default: beside the channel's "
+    "webhook_url, else the listener's own address).",
+)
+def shopify_connect(
+    channel: str, port: int | None, timeout_s: float, config_dir: Path, redirect_uri: str | None
+) -> None:
+    """Install the app on the channel's shop for an offline access token, kept 0600 in the
+    state directory; print the `file:` reference for the channel file (never the token)."""
+    import secrets
+
+    from config.channels import ShopifyChannel
+    from config.secrets import register_secret_value
+    from connectors.http import make_client
+    from connectors.shopify import oauth
+    from sync.connect import Obtained, callback_path, public_callback_url
+
+    pending = _pending_or_exit(config_dir, channel, "shopify", "access_token")
+    config = pending.channel
+    assert isinstance(config, ShopifyChannel)
+    if config.client_id is None:
+        click.echo(f"{pending.file}: client_id: set the app's client id (API key)", err=True)
+        sys.exit(EXIT_CONFIG)
+    app = oauth.ShopifyApp(
+        client_id=config.client_id,
+        client_secret=config.webhook_secrets[0].reveal(),  # the app's current client secret
+        shop=config.shop,
+        base_url=str(config.api_base_url) if config.api_base_url else None,
+    )
+    state = secrets.token_urlsafe(24)
+
+    def start(local_url: str) -> tuple[str, str]:
+        public = public_callback_url(
+            str(config.webhook_url) if config.webhook_url else None,
+            callback_path("shopify", config.name),
+        )
+        redirect = redirect_uri or public or local_url
+        where = f"Shopify sends the browser back to {redirect}: list it in the app's allowed "
+        where += "redirection URLs" + ("" if redirect == local_url else f" (served at {local_url})")
+        return oauth.install_url(app, redirect, state=state), where
+
+    async def accept(params: CallbackParams) -> Obtained:
+        code = oauth.check_callback(app, params, state=state)
+        async with make_client(base_url=app.admin_root, channel=config.name) as http:
+            grant = await oauth.exchange_code(http, app, code, channel=config.name)
+        register_secret_value(grant.access_token)  # redacted from any log line from now on
+        note = f"scopes granted: {', '.join(sorted(grant.scopes)) or '-'}"
+        missing = oauth.missing_scopes(grant.scopes)
+        if missing:
+            note += f"\nwarning: not granted {', '.join(missing)}: calls needing them will fail"
+        return Obtained(grant.access_token, note)
+
+    _connect_by_callback(
+        pending,
+        kind="shopify",
+        key="access_token",
+        port=port,
+        timeout_s=timeout_s,
+        start=start,
+        accept=accept,
+    )
+
+
+@cli.group("ebay")
+def ebay_group() -> None:
+    """eBay channels: `connect` gets the seller's consent for a refresh token."""
+
+
+@ebay_group.command("connect")
+@_connect_options
+@click.option(
+    "--code",
+    default=None,
+    help="The code from the page eBay sent the browser to (or that page's whole address): "
+    "exchange it without listening.",
+)
+def ebay_connect(
+    channel: str, port: int | None, timeout_s: float, config_dir: Path, code: str | None
+) -> None:
+    """Get the seller's consent for a refresh token, kept 0600 in the state directory; print
+    the `file:` reference for the channel file (never the token)."""
+    import secrets
+    from datetime import UTC, datetime, timedelta
+
+    from config.channels import EbayChannel
+    from config.secrets import register_secret_value
+    from connectors.ebay import auth, consent, const
+    from connectors.errors import ConnectorError
+    from connectors.http import make_client
+    from sync.connect import Obtained, connected_message, secret_file, write_secret
+
+    pending = _pending_or_exit(config_dir, channel, "ebay", "refresh_token")
+    config = pending.channel
+    assert isinstance(config, EbayChannel)
+    if config.ru_name is None:
+        click.echo(f"{pending.file}: ru_name: set the application's RuName", err=True)
+        sys.exit(EXIT_CONFIG)
+    ru_name = config.ru_name
+    app = auth.OAuthApp(
+        client_id=config.client_id,
+        client_secret=config.client_secret.reveal(),
+        token_url=str(config.identity_url or const.IDENTITY_URL),
+    )
+
+    async def exchange(authorization_code: str) -> Obtained:
+        base = str(config.api_base_url or const.API_BASE_URL)
+        async with make_client(base_url=base, channel=config.name) as http:
+            grant = await auth.exchange_code(
+                http, app, authorization_code, ru_name, channel=config.name
+            )
+        assert grant.refresh_token is not None  # exchange_code refuses a grant without one
+        register_secret_value(grant.refresh_token)  # redacted from any log line from now on
+        note = ""
+        if grant.refresh_token_expires_in_s:
+            until = datetime.now(UTC) + timedelta(seconds=grant.refresh_token_expires_in_s)
+            note = f"it lasts until about {until:%Y-%m-%d}: connect again before then"
+        return Obtained(grant.refresh_token, note)
+
+    if code is not None:
+        _configure_logging_level(pending.main)
+        target = secret_file(pending.main.state_dir, config.name, "refresh_token")
+        try:
+            obtained = asyncio.run(exchange(consent.code_from_paste(code)))
+        except consent.ConsentRefusedError as exc:
+            raise click.BadParameter(str(exc), param_hint="--code") from exc
+        except ConnectorError as exc:
+            click.echo(f"not connected: {exc}; nothing was stored", err=True)
+            sys.exit(1)
+        try:
+            write_secret(target, obtained.secret)
+        except OSError as exc:
+            click.echo(f"connected, but the credential cannot be stored: {exc}", err=True)
+            sys.exit(1)
+        click.echo(
+            connected_message(
+                channel=config.name,
+                key="refresh_token",
+                target=target,
+                reference_now=pending.reference,
+                note=obtained.note,
+            )
+        )
+        return
+
+    state = secrets.token_urlsafe(24)
+
+    def start(local_url: str) -> tuple[str, str]:
+        url = auth.consent_url(
+            config.client_id,
+            ru_name,
+            state=state,
+            base_url=consent.consent_endpoint(
+                str(config.api_base_url) if config.api_base_url else None
+            ),
+        )
+        where = (
+            f"eBay sends the browser to RuName {ru_name}'s accept URL: set it to this "
+            f"listener ({local_url}, or its address behind your proxy); if it points elsewhere, "
+            "run again with --code and the address eBay shows"
+        )
+        return url, where
+
+    async def accept(params: CallbackParams) -> Obtained:
+        return await exchange(consent.check_consent_redirect(params, state=state))
+
+    _connect_by_callback(
+        pending,
+        kind="ebay",
+        key="refresh_token",
+        port=port,
+        timeout_s=timeout_s,
+        start=start,
+        accept=accept,
+    )
 
 
 def main() -> None:

@@ -83,8 +83,9 @@ class PushSettings(BaseModel):
     hold_full: bool = Field(
         default=False,
         description=(
-            "Hold full batches too while changes keep coming, so each listing goes about once "
-            "per burst (fewest calls; the channel is as stale as max_linger_s)."
+            "Fewest calls: full batches wait too, until changes stop for pause_s (or "
+            "max_linger_s passes), so each listing goes about once per burst; the channel is "
+            "as stale as the burst is long."
         ),
     )
 
@@ -170,6 +171,11 @@ class ShopifyChannel(ChannelConfig):
     kind: Literal["shopify"] = Field(description="Always 'shopify'.")
     shop: str = Field(description="The store's permanent domain, NAME.myshopify.com.")
     access_token: Secret = Field(description="Admin API access token (a secret reference).")
+    client_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The app's client id (API key); needed only by `channel-sync shopify connect`.",
+    )
     webhook_secrets: list[Secret] = Field(
         min_length=1,
         max_length=2,
@@ -256,6 +262,13 @@ class AmazonChannel(ChannelConfig):
         description="Our carrier name -> Amazon carrierCode, added to the built-in table; "
         'unknown carriers go as "Other" with their name.',
     )
+    shipment_visible_grace_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="A confirmed shipment Amazon's order still does not show this long after "
+        "confirmShipment is alerted in the status, the log and the metrics.",
+    )
 
     @model_validator(mode="after")
     def _aws_key_pair(self) -> AmazonChannel:
@@ -273,6 +286,12 @@ class EbayChannel(ChannelConfig):
     client_id: str = Field(min_length=1, description="Application client id (App ID).")
     client_secret: Secret = Field(description="Application client secret (Cert ID).")
     refresh_token: Secret = Field(description="The seller's OAuth refresh token.")
+    ru_name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The application's RuName (eBay's redirect URL name); needed only by "
+        "`channel-sync ebay connect`.",
+    )
     marketplace_id: str = Field(
         default="EBAY_US", pattern=r"^EBAY_[A-Z0-9_]+$", description="e.g. EBAY_US, EBAY_GB."
     )

@@ -116,7 +116,7 @@ class Order:
     total: Money | None = None
     created_at: datetime | None = None
     ship_to: Address | None = None
-    buyer_ref: str | None = None
+    buyer_ref: str | None = field(default=None, repr=False)  # buyer data: kept out of logs
     # False when the marketplace ships from its own stock (Amazon FBA): stored, reserves nothing.
     is_reserving: bool = True
     # Parcels the channel knows of (the seller shipped in the marketplace's own admin, or ours
@@ -180,6 +180,9 @@ class StockPushResult:
     outcome: PushOutcome
     actual: int | None = None  # on CONFLICT, what the channel holds now
     error: str | None = None
+    # On RETRY: not sent, held back by the channel's limits for at least this many seconds (a
+    # deferral, not a failed try).
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)

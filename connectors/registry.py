@@ -30,17 +30,38 @@ def connector_for(kind: str) -> ConnectorFactory | None:
 
 # Webhook receivers (issue 5): kinds whose channels deliver to `POST /webhooks/{channel}`. ----
 
+from connectors.ebay.webhook_handler import build_webhook_handler as build_ebay_webhooks  # noqa: E402
 from connectors.shopify.webhook_handler import build_webhook_handler as build_shopify_webhooks  # noqa: E402
 from connectors.webhook_handler import WebhookHandler  # noqa: E402
 
-WebhookHandlerFactory = Callable[[Any], WebhookHandler]
-"""Builds a channel's webhook handler from its validated config."""
+WebhookHandlerFactory = Callable[[Any, Any], WebhookHandler]
+"""Builds a channel's webhook handler from its validated config and its connector (eBay's
+handler shares the connector's public-key cache)."""
 
 WEBHOOK_HANDLERS: dict[str, WebhookHandlerFactory] = {
-    "shopify": build_shopify_webhooks,
+    "shopify": lambda channel, _connector: build_shopify_webhooks(channel),
+    "ebay": build_ebay_webhooks,
 }
 
 
 def webhook_handler_for(kind: str) -> WebhookHandlerFactory | None:
     """The webhook handler factory for a channel kind, or None when it receives no webhooks."""
     return WEBHOOK_HANDLERS.get(kind)
+
+
+# Notice queues (issue 6): kinds whose channels deliver notifications through a queue we read. --
+
+from connectors.amazon import build_notice_queue as build_amazon_notices  # noqa: E402
+from connectors.notice_queue import NoticeQueue  # noqa: E402
+
+NoticeQueueFactory = Callable[[Any], NoticeQueue | None]
+"""Builds a channel's notice queue from its validated config; None when it has none configured."""
+
+NOTICE_QUEUES: dict[str, NoticeQueueFactory] = {
+    "amazon": build_amazon_notices,
+}
+
+
+def notice_queue_for(kind: str) -> NoticeQueueFactory | None:
+    """The notice queue factory for a channel kind, or None when it has no queue."""
+    return NOTICE_QUEUES.get(kind)

@@ -11,6 +11,9 @@ function of the body) what to do:
 - an order to read again, or a revoked channel, needs a call outside the transaction: the
   delivery stays received while it is done and is marked processed after, so a crash in between
   repeats the (idempotent) work;
+- a buyer's account deletion erases the personal data of their orders (sync.buyer_data) in the
+  claiming transaction, and empties the notification's own body (it names them); the log says
+  how many orders, never whose;
 - an unreadable body fails at once (it never gets better); other failures are retried up to the
   inbox's attempt limit.
 """
@@ -28,6 +31,7 @@ from sqlalchemy.orm import Session
 from connectors.base import Connector, Order
 from connectors.errors import AuthError, ConnectorError, NotFoundError, SkipRecordError
 from connectors.webhook_handler import (
+    EraseBuyer,
     FetchOrder,
     IgnoreDelivery,
     IngestOrder,
@@ -36,11 +40,12 @@ from connectors.webhook_handler import (
     RevokeChannel,
     WebhookHandler,
 )
+from sync.buyer_data import erase_buyer
 from sync.db import Database
 from sync.inbox import claim_deliveries, mark_failed, mark_processed
 from sync.ingest import ChannelRef, IngestResult, ingest_orders
 from sync.metrics import Metrics
-from sync.models import InboxState, Listing, WebhookDelivery
+from sync.models import InboxState, Listing, WebhookDelivery, utcnow
 from sync.polling import note_ingest
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,7 @@ class _Round:
     is_dirty: bool = False
     ingests: list[tuple[str, IngestResult]] = field(default_factory=list)
     deferred: list[_Deferred] = field(default_factory=list)
+    erased: list[tuple[str, int]] = field(default_factory=list)  # (channel, orders), logged after
     claimed: int = 0
 
 
@@ -146,6 +152,8 @@ class InboxWorker:
         done = await asyncio.to_thread(self.db.transact, self._claim_and_apply)
         for name, result in done.ingests:
             note_ingest(result, name, self.metrics)
+        for name, count in done.erased:
+            log.info("channel %s: erased personal data of %d order(s)", name, count)
         if done.is_dirty:
             self.on_change()
         for deferred in done.deferred:
@@ -195,6 +203,12 @@ class InboxWorker:
         if isinstance(action, FetchOrder | RevokeChannel):
             done.deferred.append(_Deferred(row.id, channel.ref.id, action))
             return False
+        if isinstance(action, EraseBuyer):
+            now = utcnow()
+            count = sum(erase_buyer(session, channel.ref.id, r, now) for r in action.buyer_refs)
+            row.body = b"{}"  # the notification names the user: it goes with their data
+            done.erased.append((channel.name, count))
+            return True
         if isinstance(action, IgnoreDelivery):
             return True
         raise TypeError(f"unknown webhook action {type(action).__name__}")  # pragma: no cover

@@ -7,7 +7,7 @@ Schema changes go through the Alembic migrations beside `db.py`; a test checks t
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     Enum,
     ForeignKey,
     Index,
@@ -401,3 +402,21 @@ class Event(Base):
     order_id: Mapped[int | None] = mapped_column(BigId)
     sku: Mapped[str | None] = mapped_column(String(128))
     data: Mapped[dict[str, Any] | None]
+
+
+class ChannelBudget(Base):
+    """A channel's daily budget used so far (eBay: calls per API, revisions per listing), summed
+    over every instance, so that a restart or a second instance does not spend it twice."""
+
+    __tablename__ = "channel_budgets"
+    __table_args__ = (Index("ix_channel_budgets_resets_at", "resets_at"),)
+
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # "api" or "listing"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # the channel's own day
+    used: Mapped[int] = mapped_column(Integer, default=0)
+    daily_limit: Mapped[int] = mapped_column(Integer)
+    is_exhausted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    resets_at: Mapped[datetime]  # when the channel's day ends
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 from connectors.base import ChannelListing
 from connectors.errors import PermanentError
 from sync.db import Database
+from sync.listing_coverage import record_listings_checked
 from sync.metrics import Metrics
-from sync.models import JobState, Listing, OutboxJob, Sku
+from sync.models import JobState, Listing, OutboxJob, Sku, utcnow
 from sync.polling import (
     PollChannel,
     call_channel,
@@ -221,7 +222,12 @@ async def reconcile(
     listed = await call_channel(
         channel, "list_listings", metrics, channel.connector.list_listings()
     )
-    bound = await asyncio.to_thread(db.transact, lambda s: bind_listings(s, ref.id, listed))
+
+    def bind(session: Session) -> list[tuple[str, str]]:
+        record_listings_checked(session, ref.id, listed, utcnow())
+        return bind_listings(session, ref.id, listed)
+
+    bound = await asyncio.to_thread(db.transact, bind)
     result.listings_bound = len(bound)
     for sku, listing_ref in bound:
         log.info("channel %s: bound listing %s to SKU %s", ref.name, listing_ref, sku)

@@ -10,15 +10,19 @@ import socket
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from starlette.applications import Starlette
 
 from connectors.base import Connector
+from connectors.budgets import MetersDailyBudgets
 from connectors.errors import ConnectorError
+from connectors.notice_queue import NoticeQueue
 from connectors.webhook_handler import SubscribesWebhooks, WebhookHandler
+from sync.budgets import BudgetKeeper
+from sync.buyer_data import purge_buyer_data
 from sync.channels import register_channels
 from sync.db import Database, SchemaOutOfDateError, ensure_schema
 from sync.fanout_worker import FanoutChannel, FanoutWorker
@@ -29,10 +33,12 @@ from sync.http.webhooks import create_webhook_app
 from sync.inbox_worker import InboxChannel, InboxWorker
 from sync.ingest import ChannelRef
 from sync.metrics import Metrics
+from sync.notice_queue import NoticeHandler, NoticeQueueWorker
 from sync.outbox import RetrySchedule
 from sync.polling import PollChannel
 from sync.push_policy import Coalescing
 from sync.pusher import PushChannel, StockPusher
+from sync.read_back import ShipmentReadBack, UnseenShipmentsCollector, lagging_channels
 from sync.reservations import StockRules
 from sync.retention import purge_expired
 from sync.scheduler import ScheduledChannel, Scheduler, SchedulerSettings
@@ -86,6 +92,8 @@ class ServiceSettings:
     schedule: SchedulerSettings = field(default_factory=SchedulerSettings)
     outbox_lease_s: float = 120.0
     retry: RetrySchedule = field(default_factory=RetrySchedule)
+    buyer_data_days: int = 30  # after delivery (Amazon's Data Protection Policy: <= 30)
+    buyer_data_purge_every_s: float = 3600.0
 
     @property
     def enabled_channels(self) -> frozenset[str]:
@@ -150,6 +158,7 @@ class Service:
         on_ready: Callable[[Service], None] | None = None,
         connectors: Mapping[str, Connector] | None = None,
         webhook_handlers: Mapping[str, WebhookHandler] | None = None,
+        notice_queues: Mapping[str, NoticeQueue] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -159,11 +168,15 @@ class Service:
         self.connectors = dict(connectors or {})
         self.pusher: StockPusher | None = None
         self.fanout: FanoutWorker | None = None
+        self.budgets: BudgetKeeper | None = None
         self.sync_scheduler: Scheduler | None = None
         self.health = ChannelHealth(db)
         self.webhook_app = webhook_app or create_webhook_app({})
         self.webhook_handlers = dict(webhook_handlers or {})
         self.inbox: InboxWorker | None = None
+        self.notice_queues = dict(notice_queues or {})  # channels whose notices come by queue
+        self.notice_workers: list[NoticeQueueWorker] = []
+        self.read_back = ShipmentReadBack({})  # replaced at start by _wire_read_back
         self.stop_event = asyncio.Event()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.admin_address: tuple[str, int] | None = None
@@ -197,6 +210,17 @@ class Service:
             log.error("%s", exc)
             return 3
         channel_ids = await asyncio.to_thread(self._register_channels)
+        # Daily budgets metered here (eBay): seeded from the store before anything is sent.
+        self.budgets = BudgetKeeper(
+            self.db,
+            {
+                channel_ids[name]: connector
+                for name, connector in self.connectors.items()
+                if name in channel_ids and isinstance(connector, MetersDailyBudgets)
+            },
+        )
+        await self.budgets.sync_once()
+        self.workers.append(self.budgets)
         # One view of which channels may be called, shared by pusher and scheduler.
         self.health = ChannelHealth(self.db, self.settings.enabled_channels)
         self.pusher = StockPusher(
@@ -234,12 +258,15 @@ class Service:
             metrics=self.metrics,
             lease=timedelta(seconds=self.settings.outbox_lease_s),
             retry=self.settings.retry,
+            is_callable=self.health.is_callable,
+            on_auth_error=self.health.report_auth_failure,
         )
         self.workers.append(self.fanout)
         self.sync_scheduler = self._build_scheduler(channel_ids)
         self.workers.append(self.sync_scheduler)
-        if self.webhook_handlers:
+        if self.webhook_handlers or self.notice_queues:
             self._wire_webhooks(channel_ids)
+        self._wire_read_back()
         self.metrics.watch_store(self.db.read_session)
         admin_ctx = AdminContext(
             db=self.db,
@@ -252,6 +279,7 @@ class Service:
             on_fanout=self.fanout.wake,
             sync_channel=self.sync_scheduler.sync_now,
             instance=self.sync_scheduler.describe,
+            channel_notes=self._channel_notes,
         )
         servers = []
         for listener, app in (
@@ -415,8 +443,13 @@ class Service:
             for name, handler in self.webhook_handlers.items()
             if name in self.connectors and self.settings.channels[name].enabled
         }
+        queued = {
+            name: queue
+            for name, queue in self.notice_queues.items()
+            if name in self.connectors and self.settings.channels[name].enabled
+        }
         channels = []
-        for name, handler in served.items():
+        for name, handler in {**served, **{n: NoticeHandler(q) for n, q in queued.items()}}.items():
             spec, connector = self.settings.channels[name], self.connectors[name]
             ref = ChannelRef(
                 channel_ids[name],
@@ -452,8 +485,43 @@ class Service:
                     on_recorded=inbox.wake,
                 )
                 for c in channels
+                if c.name in served
             }
         )
+        # Notice queues (issue 6): each one's notices go to the same inbox, acknowledged after.
+        for c in channels:
+            if c.name in queued:
+                worker = NoticeQueueWorker(
+                    self.db, c.ref.id, queued[c.name], on_recorded=inbox.wake
+                )
+                self.notice_workers.append(worker)
+                self.workers.append(worker)
+
+    def _wire_read_back(self) -> None:
+        """Read back shipments on channels whose confirmations may lag (sync/read_back.py)."""
+        read_back = self.read_back = ShipmentReadBack(
+            {
+                name: connector
+                for name, connector in lagging_channels(self.connectors).items()
+                if name in self.settings.enabled_channels
+            },
+            is_callable=self.health.is_callable,
+            on_auth_error=self.health.report_auth_failure,
+        )
+        if read_back.channels:
+            self.workers.append(read_back)
+            self.metrics.registry.register(UnseenShipmentsCollector(read_back.channels))
+
+    def _channel_notes(self) -> dict[str, dict[str, Any]]:
+        """What /api/status adds per channel: unseen shipments, a notice queue's problem."""
+        notes = self.read_back.notes()
+        for worker in self.notice_workers:
+            notes.setdefault(worker.queue.channel, {})["notice_queue"] = {
+                "problem": worker.problem,
+                "received": worker.received,
+                "recorded": worker.recorded,
+            }
+        return notes
 
     def _subscribe_webhooks(self) -> asyncio.Task[None]:
         """Make sure each webhook channel's subscriptions exist, off the start-up path: a
@@ -487,6 +555,26 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        # Buyer data past retention: idempotent, so each instance runs it (sync.buyer_data).
+        every = self.settings.buyer_data_purge_every_s
+        self.scheduler.add_job(
+            self._purge_buyer_data,
+            "interval",
+            seconds=every,
+            jitter=int(min(300.0, every / 10)),
+            id="retention.buyer_data",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=min(60.0, every)),
+            max_instances=1,
+            coalesce=True,
+        )
+
+    async def _purge_buyer_data(self) -> None:
+        days = self.settings.buyer_data_days
+        erased = await asyncio.to_thread(purge_buyer_data, self.db, datetime.now(UTC), days=days)
+        if erased:
+            log.info(
+                "retention: erased the buyer data of %d orders delivered %d+ days ago", erased, days
+            )
 
     async def _purge(self) -> None:
         def purge() -> tuple[int, int]:

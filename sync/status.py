@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from sync.budgets import budget_statuses
+from sync.listing_coverage import coverage
 from sync.models import Channel, ChannelState, Event, JobState, OutboxJob
 
 
@@ -26,6 +28,11 @@ class ChannelStatus:
     jobs_dead: int
     last_dead_reason: str | None = None  # the newest dead job's error: the channel's reason
     orders_today: int = 0  # orders first stored since midnight UTC
+    # Channels metering daily budgets (eBay): quota used/limit per API, listings near the
+    # daily revision limit (sync/budgets.py); None for the others.
+    budgets: dict[str, Any] | None = None
+    # Listings bound, our SKUs the channel lacks, its SKUs we do not know (last reconcile).
+    listings: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form, times as ISO 8601."""
@@ -56,6 +63,7 @@ def channel_statuses(session: Session, now: datetime) -> list[ChannelStatus]:
     )
     today = _orders_today(session, now)
     throttled = _throttled_channels(session)
+    budgets = budget_statuses(session, now)
     statuses = []
     for channel in session.scalars(select(Channel).order_by(Channel.name)):
         pending = counts.get((channel.id, JobState.PENDING), 0) + counts.get(
@@ -78,6 +86,8 @@ def channel_statuses(session: Session, now: datetime) -> list[ChannelStatus]:
                 jobs_dead=counts.get((channel.id, JobState.DEAD), 0),
                 last_dead_reason=dead_reasons.get(channel.id),
                 orders_today=today.get(channel.id, 0),
+                budgets=budgets.get(channel.id),
+                listings=coverage(session, channel.id).to_json(),
             )
         )
     return statuses

@@ -184,14 +184,14 @@ def test_demo_starts_a_daemon_that_answers(tmp_path: Path) -> None:
         "CHANNEL_SYNC_LISTENERS__WEBHOOKS__PORT": str(webhooks_port),
     }
     proc = subprocess.Popen(
-        [CHANNEL_SYNC, "demo", "--state-dir", str(state), "--duration", "30"],
+        [CHANNEL_SYNC, "demo", "--state-dir", str(state), "--duration", "30", "--rate", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
         demo_json = state / "demo.json"
-        wait_for(demo_json.exists, timeout=20, what="demo.json")
+        wait_for(demo_json.exists, timeout=90, what="demo.json")  # sandboxes start first
         info = wait_for(
             lambda: json.loads(demo_json.read_text() or "null"), timeout=5, what="demo.json content"
         )

@@ -9,11 +9,13 @@ Connector protocol.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from connectors.amazon.confirmations import UnseenShipment
 from connectors.amazon.connector import AmazonConnector, AmazonSettings
 from connectors.amazon.const import SQS_REGIONS
+from connectors.amazon.notice_queue import AmazonNoticeQueue
 from connectors.amazon.notifications import NotificationError, OrderChangeNotice, parse_order_change
 from connectors.amazon.sqs import OrderChangeConsumer, QueuedNotice, SqsSettings
 
@@ -37,6 +39,7 @@ def build_connector(channel: AmazonChannel) -> AmazonConnector:
             feed_threshold=channel.stock_feed_threshold,
             carrier_codes=dict(channel.carrier_codes),
             has_notifications=channel.sqs_queue_url is not None,
+            confirm_grace=timedelta(seconds=channel.shipment_visible_grace_s),
         ),
     )
 
@@ -58,8 +61,15 @@ def build_consumer(channel: AmazonChannel) -> OrderChangeConsumer | None:
     )
 
 
+def build_notice_queue(channel: AmazonChannel) -> AmazonNoticeQueue | None:
+    """The daemon's notice queue of a channel file with `sqs_queue_url`; None without one."""
+    consumer = build_consumer(channel)
+    return AmazonNoticeQueue(consumer) if consumer is not None else None
+
+
 __all__ = [
     "AmazonConnector",
+    "AmazonNoticeQueue",
     "AmazonSettings",
     "NotificationError",
     "OrderChangeConsumer",
@@ -69,5 +79,6 @@ __all__ = [
     "UnseenShipment",
     "build_connector",
     "build_consumer",
+    "build_notice_queue",
     "parse_order_change",
 ]

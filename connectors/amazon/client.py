@@ -50,7 +50,7 @@ Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 Json = dict[str, Any]
 
-_SHARED_LIMITERS = RateLimiters(const.RATE_LIMITS)
+_SHARED_LIMITERS = RateLimiters(const.PACED_LIMITS)
 """The process's buckets, keyed by seller: two channel files of one seller share them."""
 
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -80,6 +80,7 @@ class AmazonSettings:
     carrier_codes: Mapping[str, str] = field(default_factory=dict)
     has_notifications: bool = False  # an SQS queue is configured
     max_in_flight: int = 2
+    confirm_grace: timedelta = const.CONFIRM_VISIBLE_GRACE  # then an unseen shipment is alerted
 
     def __repr__(self) -> str:
         return (
@@ -135,7 +136,7 @@ class AmazonConnector:
             clock=clock,
         )
         self.feeds = FeedPusher(self.client, sleep=sleep, clock=clock, deadline_s=feed_deadline_s)
-        self.confirmations = Confirmations(name, now=now)
+        self.confirmations = Confirmations(name, now=now, grace=settings.confirm_grace)
 
     async def check_connection(self) -> None:
         """Prove Login with Amazon gives a token for the seller; AuthError when it does not."""
@@ -367,6 +368,29 @@ class AmazonConnector:
 
     def unseen_shipments(self) -> Sequence[UnseenShipment]:
         """Shipments confirmed (204) that Amazon's order still does not show: for status."""
+        return self.confirmations.unseen()
+
+    async def read_back_shipments(self) -> Sequence[UnseenShipment]:
+        """getOrder for each order whose confirmation is due a check (searchOrders would not
+        return an order a dropped confirmation left unchanged); answer what is still unseen."""
+        for order_id in self.confirmations.due(const.READ_BACK_MAX):
+            try:
+                raw = await self._raw_order(order_id, "read_back_shipments")
+            except NotFoundError:
+                self.confirmations.forget(order_id)
+                continue
+            try:
+                order = mapper.order_from_api(raw)
+            except MALFORMED as err:
+                log.warning(
+                    "channel %s: order %s read back malformed: %s",
+                    self.name,
+                    order_id[:40],
+                    malformed_reason(err),
+                )
+                self.confirmations.forget(order_id)
+                continue
+            self.confirmations.check([order])
         return self.confirmations.unseen()
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ An order maps as the Orders API 2026-01-01 model defines it (orders_2026-01-01.j
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -108,9 +109,13 @@ def joined(*parts: object) -> str | None:
 
 
 def buyer_ref(value: object) -> str | None:
-    """A buyer reference as the store keeps it (PII: erased with the address)."""
+    """The stand-in stored for an Amazon buyer: a hash of their (relay) e-mail, never the
+    address itself, so the store can tell a returning buyer without holding who they are."""
     found = text(value)
-    return found[:BUYER_REF_MAX] if found else None
+    if not found:
+        return None
+    digest = hashlib.sha256(f"amazon-buyer:{found.strip().lower()}".encode()).hexdigest()
+    return f"amazon:{digest}"[:BUYER_REF_MAX]
 
 
 def fallback_currency(marketplace_id: object, order_id: str) -> str:

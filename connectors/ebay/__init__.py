@@ -5,12 +5,12 @@ eBay behind the daily quotas of quota.py; mapper.py and orders.py read orders; s
 stock in both worlds (inventory.py, trading_xml.py); listings.py reads listings; webhooks.py
 verifies notifications; connector.py wires them into the Connector protocol.
 
-The daemon's part (not wired here): `GET /webhooks/NAME?challenge_code=` answers
-`{"challengeResponse": connector.challenge_response(code)}`; `POST /webhooks/NAME` runs
-`connector.verify_notification(headers, body)` (412 on NotificationVerificationError, 5xx on a
-RetryableError), stores the message under `notification.delivery_id`, answers 204, then acts on
-`account_deletion(n)` (erase the orders whose buyer_ref is in `buyer_refs`) or `order_hint(n)`
-(fetch that order); `connector.status().to_json()` goes into /api/status.
+The daemon's part: webhook_handler.py (registered in connectors/registry.py) answers
+`GET /webhooks/NAME?challenge_code=`, verifies `POST /webhooks/NAME` with the connector's key
+cache (412 when refused, 503 when the key cannot be fetched now, 204 once stored under the
+notificationId), and maps each stored notification to an action: erase a closed account's
+personal data, or fetch the order a hint names; `connector.status().to_json()` goes into
+/api/status.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from connectors.base import (
     StockPushResult,
     StockTarget,
 )
+from connectors.budgets import BudgetUse
 from connectors.ebay import const, mapper
 from connectors.ebay.auth import OAuthApp, TokenSource, app_token_form, user_token_form
 from connectors.ebay.client import EbayRestClient, answer_shape, json_body
@@ -324,6 +325,15 @@ class EbayConnector:
             self._stock.revisions.status(),
             self._listings.ending_at_zero,
         )
+
+    def take_budget_use(self) -> list[BudgetUse]:
+        """Calls per API and revisions per listing since the last take (connectors/budgets.py)."""
+        return [*self.quotas.take_use(), *self._stock.revisions.take_use()]
+
+    def seed_budget_use(self, totals: Sequence[BudgetUse]) -> None:
+        """Today's totals of every instance, as the daemon stored them."""
+        self.quotas.seed(totals)
+        self._stock.revisions.seed(totals)
 
     @property
     def revisions(self) -> RevisionBook:

@@ -7,19 +7,22 @@ there for the last change of the day. A call that would have to wait long is not
 goes back to the caller (RateLimitedError, or a held-back stock target) and the engine's own
 coalescing turns the targets that pile up meanwhile into one.
 
-The counts live in memory; `snapshot`/`restore` let the daemon carry them over a restart (the
-budgets are eBay's, and a restart does not give them back).
+The counts live in memory. The budgets are eBay's: a restart does not give them back, and every
+instance of the daemon spends the same ones. `take_use` hands the daemon what was used since it
+last asked, and `seed` takes back the totals it stored for the day from every instance
+(connectors/budgets.py); `snapshot`/`restore` carry the counts of one process.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.budgets import SCOPE_API, SCOPE_LISTING, BudgetUse
 from connectors.ebay import const
 from connectors.errors import RateLimitedError
 
@@ -44,8 +47,11 @@ def _day(when: datetime, zone: Any) -> date:
 
 
 def _day_end(when: datetime, zone: Any) -> datetime:
-    local = when.astimezone(zone)
-    midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone)
+    return _end_of(_day(when, zone), zone)
+
+
+def _end_of(day: date, zone: Any) -> datetime:
+    midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
     return midnight.astimezone(UTC)
 
 
@@ -109,6 +115,9 @@ class QuotaBook:
         self._reserve = reserve
         self._max_inline = max_inline_wait_s
         self._counts: dict[str, _Count] = {}
+        self._unsent: dict[tuple[str, date], int] = {}  # calls not yet taken by the daemon
+        self._unsent_exhausted: set[tuple[str, date]] = set()
+        self._announced: date | None = None  # the day every quota was last handed over
 
     def _count(self, api: str, now: datetime) -> _Count:
         today = _day(now, self._zone)
@@ -170,10 +179,54 @@ class QuotaBook:
         count = self._count(api, now)
         count.used += 1
         count.last_at = now
+        self._unsent[api, count.day] = self._unsent.get((api, count.day), 0) + 1
 
     def mark_exhausted(self, api: str) -> None:
         """eBay answered that the day's quota of `api` is spent: wait for the reset."""
-        self._count(api, self._now()).is_exhausted = True
+        count = self._count(api, self._now())
+        count.is_exhausted = True
+        self._unsent_exhausted.add((api, count.day))
+
+    def take_use(self) -> list[BudgetUse]:
+        """Calls since the last take, per API and day; every quota once a day, used or not, so
+        that its limit shows."""
+        today = _day(self._now(), self._zone)
+        taken = dict(self._unsent)
+        if self._announced != today:
+            for api in sorted(set(const.DEFAULT_DAILY_QUOTAS) | set(self._limits)):
+                taken.setdefault((api, today), 0)
+            self._announced = today
+        for key in self._unsent_exhausted:
+            taken.setdefault(key, 0)
+        found = [
+            BudgetUse(
+                SCOPE_API,
+                api,
+                day,
+                used,
+                self.limit(api),
+                _end_of(day, self._zone),
+                is_exhausted=(api, day) in self._unsent_exhausted,
+            )
+            for (api, day), used in sorted(taken.items())
+        ]
+        self._unsent.clear()
+        self._unsent_exhausted.clear()
+        return found
+
+    def seed(self, totals: Iterable[BudgetUse]) -> None:
+        """Today's totals as stored by every instance: each count becomes its total plus the
+        calls made here since the last take (never less than it is)."""
+        now = self._now()
+        today = _day(now, self._zone)
+        for total in totals:
+            if total.scope != SCOPE_API or total.day != today:
+                continue
+            count = self._count(total.key, now)
+            count.used = max(count.used, total.used + self._unsent.get((total.key, today), 0))
+            count.is_exhausted = count.is_exhausted or total.is_exhausted
+            if count.used and count.last_at is None:
+                count.last_at = now  # after a restart, pace as if a call had just gone out
 
     def status(self) -> list[ApiQuotaStatus]:
         """Every API family with a quota, as of now."""
@@ -250,6 +303,7 @@ class RevisionBook:
         self._pacing_from = pacing_from
         self._day: date | None = None
         self._counts: dict[str, _Count] = {}
+        self._unsent: dict[tuple[str, date], int] = {}  # revisions not yet taken by the daemon
 
     def _roll(self, now: datetime) -> date:
         today = _day(now, self._zone)
@@ -270,7 +324,15 @@ class RevisionBook:
         return self._count(key, self._now()).used
 
     def hold_back(self, key: str, quantity: int, *, is_decrease: bool = False) -> str | None:
-        """Why listing `key` should not be revised to `quantity` now, or None to send it.
+        """Why listing `key` should not be revised to `quantity` now, or None to send it."""
+        held = self.hold(key, quantity, is_decrease=is_decrease)
+        return None if held is None else held[0]
+
+    def hold(
+        self, key: str, quantity: int, *, is_decrease: bool = False
+    ) -> tuple[str, float] | None:
+        """Why listing `key` should not be revised to `quantity` now and for how many seconds,
+        or None to send it.
 
         Showing 0 may use the last revisions of the day: a sold-out listing must stop selling.
         Anything else stops `zero_reserve` short of the limit. Past `pacing_from`, a rise waits
@@ -283,7 +345,8 @@ class RevisionBook:
         if count.used >= cap:
             return (
                 f"{count.used}/{self._limit} revisions of this listing today (eBay's daily "
-                f"limit); next after {resets_at.isoformat()}"
+                f"limit); next after {resets_at.isoformat()}",
+                max(1.0, (resets_at - now).total_seconds()),
             )
         if quantity == 0 or is_decrease or count.used < self._pacing_from or count.last_at is None:
             return None
@@ -293,7 +356,8 @@ class RevisionBook:
             return None
         return (
             f"coalescing: {count.used}/{self._limit} revisions of this listing today; "
-            f"next in {math.ceil(wait)}s"
+            f"next in {math.ceil(wait)}s",
+            wait,
         )
 
     def record(self, key: str) -> None:
@@ -302,6 +366,29 @@ class RevisionBook:
         count = self._count(key, now)
         count.used += 1
         count.last_at = now
+        self._unsent[key, count.day] = self._unsent.get((key, count.day), 0) + 1
+
+    def take_use(self) -> list[BudgetUse]:
+        """Revisions since the last take, per listing and day."""
+        found = [
+            BudgetUse(SCOPE_LISTING, key, day, used, self._limit, _end_of(day, self._zone))
+            for (key, day), used in sorted(self._unsent.items())
+        ]
+        self._unsent.clear()
+        return found
+
+    def seed(self, totals: Iterable[BudgetUse]) -> None:
+        """Today's totals per listing as stored by every instance, plus the revisions made here
+        since the last take (never less than a count is)."""
+        now = self._now()
+        today = self._roll(now)
+        for total in totals:
+            if total.scope != SCOPE_LISTING or total.day != today:
+                continue
+            count = self._count(total.key, now)
+            count.used = max(count.used, total.used + self._unsent.get((total.key, today), 0))
+            if count.used and count.last_at is None:
+                count.last_at = now
 
     def status(self) -> RevisionStatus:
         """Listings being spaced out or at the limit today."""

@@ -94,13 +94,13 @@ class StockPusher:
                 self._set(push, i, PushOutcome.REJECTED, str(err))
                 continue
             shown = self._last_sent.get(target.listing_ref)
-            held = self.revisions.hold_back(
+            held = self.revisions.hold(
                 listing.revision_key,
                 target.quantity,
                 is_decrease=shown is not None and target.quantity < shown,
             )
-            if held is not None:
-                self._set(push, i, PushOutcome.RETRY, held)
+            if held is not None:  # not sent: a hold for as long as it says, not a failure
+                self._set(push, i, PushOutcome.RETRY, held[0], retry_after=held[1])
                 continue
             work = _Work(i, listing, target.quantity)
             (trading if listing.world == const.STOCK_API_TRADING else inventory).append(work)
@@ -118,15 +118,30 @@ class StockPusher:
         for target in targets:
             found = push.results.get(last[target.listing_ref])
             results.append(
-                StockPushResult(target.listing_ref, found.outcome, error=found.error)
+                StockPushResult(
+                    target.listing_ref,
+                    found.outcome,
+                    error=found.error,
+                    retry_after=found.retry_after,
+                )
                 if found is not None
                 else StockPushResult(target.listing_ref, PushOutcome.RETRY, error="not sent")
             )
         return results
 
-    def _set(self, push: _Push, index: int, outcome: PushOutcome, error: str | None) -> None:
+    def _set(
+        self,
+        push: _Push,
+        index: int,
+        outcome: PushOutcome,
+        error: str | None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         target = push.targets[index]
-        push.results[index] = StockPushResult(target.listing_ref, outcome, error=error)
+        push.results[index] = StockPushResult(
+            target.listing_ref, outcome, error=error, retry_after=retry_after
+        )
         if outcome is PushOutcome.APPLIED:
             self._last_sent[target.listing_ref] = target.quantity
 

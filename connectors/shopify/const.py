@@ -58,6 +58,24 @@ WEBHOOK_TOPICS = (
 )
 """Subscriptions the connector makes sure exist (the GDPR topics live in the app's own config)."""
 
+# OAuth install (`channel-sync shopify connect`) -------------------------------------------------
+
+OAUTH_SCOPES = (
+    "read_orders",
+    "write_orders",  # orderCancel
+    "read_products",  # variants by SKU
+    "read_inventory",
+    "write_inventory",  # inventorySetQuantities
+    "read_locations",
+    "read_fulfillments",  # the fulfillments/create topic (unsure: older docs say orders)
+    "read_merchant_managed_fulfillment_orders",
+    "write_merchant_managed_fulfillment_orders",  # fulfillmentCreate
+)
+"""Access scopes the install asks for: what the operations below and WEBHOOK_TOPICS need.
+(`read_all_orders`, for orders older than 60 days, needs Shopify's approval: not asked.)"""
+OAUTH_AUTHORIZE_PATH = "/admin/oauth/authorize"
+OAUTH_TOKEN_PATH = "/admin/oauth/access_token"  # noqa: S105 (a path, not a secret)
+
 FINANCIAL_STATUSES: dict[str, OrderStatus] = {"PENDING": OrderStatus.PENDING}
 """displayFinancialStatus (upper case; webhooks send it lower case) -> status before shipping;
 any other value (paid, authorized, refunded...) is an open order."""

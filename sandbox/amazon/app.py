@@ -32,7 +32,11 @@ from sandbox.amazon.feeds_api import (
     get_feed_document,
     transfer_routes,
 )
-from sandbox.amazon.listings_api import get_listings_item, patch_listings_item
+from sandbox.amazon.listings_api import (
+    get_listings_item,
+    patch_listings_item,
+    search_listings_items,
+)
 from sandbox.amazon.model import Clock, SystemClock
 from sandbox.amazon.notifications import NotificationSink, Notifier
 from sandbox.amazon.orders_api import (
@@ -64,6 +68,7 @@ OPERATIONS: tuple[tuple[str, str, str, Handler], ...] = (
         patch_listings_item,
     ),
     ("/listings/2021-08-01/items/{sellerId}/{sku}", "GET", "getListingsItem", get_listings_item),
+    ("/listings/2021-08-01/items/{sellerId}", "GET", "searchListingsItems", search_listings_items),
     ("/feeds/2021-06-30/documents", "POST", "createFeedDocument", create_feed_document),
     ("/feeds/2021-06-30/feeds", "POST", "createFeed", create_feed),
     ("/feeds/2021-06-30/feeds/{feedId}", "GET", "getFeed", get_feed),

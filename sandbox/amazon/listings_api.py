@@ -167,9 +167,45 @@ def get_listings_item(sandbox: AmazonSandbox, call: Call) -> Answer:
     listing = sandbox.store.listings.get(sku)
     if listing is None:
         raise not_found(f"SKU {sku} not found")
+    return Answer(200, _item(listing, call))
+
+
+SEARCH_PAGE_MAX = 20  # the model's pageSize maximum (default 10)
+
+
+def search_listings_items(sandbox: AmazonSandbox, call: Call) -> Answer:
+    """GET /listings/2021-08-01/items/{sellerId}: the seller's listings by SKU, a page at a time
+    (`pageToken` is the sandbox's own opaque offset). Amazon's note that at most 1,000 items can be
+    paged through is not enforced here."""
+    _check_seller(sandbox, call)
+    size_text = call.query.one("pageSize") or "10"
+    if not size_text.isdigit() or not 1 <= int(size_text) <= SEARCH_PAGE_MAX:
+        raise invalid_input(f"pageSize must be from 1 to {SEARCH_PAGE_MAX}")
+    token = call.query.one("pageToken") or "0"
+    if not token.isdigit():
+        raise invalid_input("pageToken is not one this search returned")
+    size, start = int(size_text), int(token)
+    sandbox.store.settle()
+    skus = sorted(sandbox.store.listings)
+    answer: dict[str, Any] = {
+        "numberOfResults": len(skus),
+        "items": [_item(sandbox.store.listings[sku], call) for sku in skus[start : start + size]],
+    }
+    pagination: dict[str, str] = {}
+    if start + size < len(skus):
+        pagination["nextToken"] = str(start + size)
+    if start > 0:
+        pagination["previousToken"] = str(max(0, start - size))
+    if pagination:
+        answer["pagination"] = pagination
+    return Answer(200, answer)
+
+
+def _item(listing: Listing, call: Call) -> dict[str, Any]:
+    """A listings `Item` with the data sets asked for (summaries by default)."""
     included = set(call.query.strings("includedData") or ["summaries"])
     channel = {"fulfillmentChannelCode": listing.fulfillment_channel, "quantity": listing.quantity}
-    item: dict[str, Any] = {"sku": sku}
+    item: dict[str, Any] = {"sku": listing.sku}
     if "summaries" in included:
         item["summaries"] = [
             {
@@ -197,4 +233,4 @@ def get_listings_item(sandbox: AmazonSandbox, call: Call) -> Answer:
         item["issues"] = []
     if "fulfillmentAvailability" in included:
         item["fulfillmentAvailability"] = [channel]
-    return Answer(200, item)
+    return item

@@ -51,6 +51,7 @@ OPERATION_PATHS = {
     "confirmShipment": ("ordersV0", "/orders/v0/orders/{orderId}/shipmentConfirmation", "post"),
     "patchListingsItem": ("listings", "/listings/2021-08-01/items/{sellerId}/{sku}", "patch"),
     "getListingsItem": ("listings", "/listings/2021-08-01/items/{sellerId}/{sku}", "get"),
+    "searchListingsItems": ("listings", "/listings/2021-08-01/items/{sellerId}", "get"),
     "createFeedDocument": ("feeds", "/feeds/2021-06-30/documents", "post"),
     "createFeed": ("feeds", "/feeds/2021-06-30/feeds", "post"),
     "getFeed": ("feeds", "/feeds/2021-06-30/feeds/{feedId}", "get"),

@@ -28,13 +28,14 @@ USAGE_PLANS: Mapping[str, UsagePlan] = {
     "confirmShipment": UsagePlan(2.0, 10),
     "patchListingsItem": UsagePlan(5.0, 5),
     "getListingsItem": UsagePlan(5.0, 10),
+    "searchListingsItems": UsagePlan(5.0, 5),
     "createFeedDocument": UsagePlan(0.5, 15),
     "createFeed": UsagePlan(0.0083, 15),
     "getFeed": UsagePlan(2.0, 15),
     "getFeedDocument": UsagePlan(0.0222, 10),
 }
-"""The default usage plans of the operations the sandbox serves (getListingsItem from the model's
-own table; the others from CHANNELS.md)."""
+"""The default usage plans of the operations the sandbox serves (getListingsItem and
+searchListingsItems from the model's own tables; the others from CHANNELS.md)."""
 
 
 def rate_header(plan: UsagePlan) -> str:

@@ -31,6 +31,7 @@ from sandbox.ebay.fulfillment import fulfillment_routes
 from sandbox.ebay.inventory import inventory_routes
 from sandbox.ebay.model import Clock, SystemClock
 from sandbox.ebay.notifications import Endpoint, NotificationDispatcher
+from sandbox.ebay.oauth import ru_name_routes
 from sandbox.ebay.quotas import DailyLimits
 from sandbox.ebay.signing import SigningKeys
 from sandbox.ebay.store import EbayStore
@@ -151,6 +152,7 @@ def create_app(
         *trading_routes(),
         *commerce_routes(),
         *control_routes(),
+        *ru_name_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox

@@ -70,6 +70,7 @@ class TokenRegistry:
     grants: dict[str, Grant] = field(default_factory=dict)
     codes: dict[str, tuple[datetime, str]] = field(default_factory=dict)  # code -> expiry, RuName
     issued: dict[str, AccessToken] = field(default_factory=dict)
+    accept_url: str | None = None  # where the RuName sends the seller (oauth.py); None: itself
 
     def add_grant(self, refresh_token: str | None = None) -> Grant:
         """A consent with every sell scope; its refresh token is made up when None."""
@@ -264,8 +265,9 @@ async def authorize(request: Request) -> Response:
     query = {"code": registry.new_code(redirect), "expires_in": str(AUTH_CODE_TTL_S)}
     if "state" in params:
         query["state"] = params["state"]
-    separator = "&" if "?" in redirect else "?"
-    return RedirectResponse(f"{redirect}{separator}{urlencode(query)}", status_code=302)
+    target = registry.accept_url or redirect
+    separator = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{separator}{urlencode(query)}", status_code=302)
 
 
 def auth_routes() -> list[Route]:

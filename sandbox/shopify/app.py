@@ -25,6 +25,7 @@ from sandbox.shopify.control import control_routes
 from sandbox.shopify.faults import FaultSettings, StoreFaults
 from sandbox.shopify.model import Clock, SystemClock
 from sandbox.shopify.mutations import IdempotencyLedger
+from sandbox.shopify.oauth import AppInstalls, oauth_routes
 from sandbox.shopify.payloads import PayloadRenderer
 from sandbox.shopify.schema import load_admin_schema
 from sandbox.shopify.store import ShopStore
@@ -54,6 +55,8 @@ class ShopOptions:
     """The Admin API token the API accepts; random when None (read `sandbox.access_token`)."""
     api_secret: str | None = None
     """The app's client secret that signs webhooks; random when None."""
+    api_key: str | None = None
+    """The app's client id, for the OAuth install (`sandbox/shopify/oauth.py`); random when None."""
     currency: str = "USD"
     locations: tuple[str, ...] = ("Main warehouse",)
     restore_rate: float = DEFAULT_RESTORE_RATE
@@ -83,6 +86,7 @@ class ShopifySandbox:
         self.clock = clock or SystemClock()
         self.access_token = options.access_token or f"shpat_{secrets.token_hex(16)}"
         self.api_secret = options.api_secret or secrets.token_hex(16)
+        self.oauth = AppInstalls.create(options.api_key, options.scopes)
         self.store = ShopStore(
             options.shop,
             currency=options.currency,
@@ -140,6 +144,6 @@ def create_app(
         yield
         await sandbox.aclose()
 
-    app = Starlette(routes=[*api_routes(), *control_routes()], lifespan=lifespan)
+    app = Starlette(routes=[*api_routes(), *oauth_routes(), *control_routes()], lifespan=lifespan)
     app.state.sandbox = sandbox
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -24,6 +24,7 @@ from starlette.routing import Route
 from sync.db import Database
 from sync.http.admin_orders import ORDER_ROUTES
 from sync.http.admin_sync import SYNC_ROUTES
+from sync.http.status_page import PAGE_PATHS, STATUS_PAGE_ROUTES
 from sync.metrics import Metrics
 from sync.models import JobState, OutboxJob
 from sync.orders_view import (
@@ -50,7 +51,8 @@ from sync.stock_ops import (
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+# The status page and its assets hold no data: its data calls carry the token.
+PUBLIC_PATHS = frozenset({"/healthz", *PAGE_PATHS})
 
 
 @dataclass
@@ -73,6 +75,9 @@ class AdminContext:
     # a channel not served here), and this instance's id and leases for /api/status.
     sync_channel: Callable[[str], Awaitable[dict[str, dict[str, Any]]]] | None = None
     instance: Callable[[], dict[str, Any]] = dict
+    # What the engine knows of a channel beyond the store (unseen shipments, a notice queue's
+    # problem), merged into that channel's entry of /api/status.
+    channel_notes: Callable[[], Mapping[str, Mapping[str, Any]]] = dict
 
 
 class BearerAuthMiddleware(BaseHTTPMiddleware):
@@ -143,9 +148,13 @@ async def status(request: Request) -> Response:
     ctx = _context(request)
     now = datetime.now(UTC)
 
+    notes = ctx.channel_notes()
+
     def read() -> list[dict[str, object]]:
         with ctx.db.read_session() as session:
-            return [s.to_json() for s in channel_statuses(session, now)]
+            return [
+                {**s.to_json(), **notes.get(s.name, {})} for s in channel_statuses(session, now)
+            ]
 
     channels = await run_in_threadpool(read)
     return JSONResponse(
@@ -314,6 +323,7 @@ def create_admin_app(ctx: AdminContext) -> Starlette:
             Route("/api/jobs/{job_id}/retry", job_retry, methods=["POST"]),
             *ORDER_ROUTES,  # sync/http/admin_orders.py: shipments and cancellations
             *SYNC_ROUTES,  # sync/http/admin_sync.py: poll and reconcile a channel now
+            *STATUS_PAGE_ROUTES,  # sync/http/status_page.py: GET /, its assets, /api/latency
         ],
         middleware=[Middleware(BearerAuthMiddleware, token=ctx.token)],
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connectors.amazon.mapper import listing_from_item, order_from_api
+from connectors.amazon.mapper import buyer_ref, listing_from_item, order_from_api
 from connectors.base import InvalidValueError, OrderStatus
 from tests.connectors.amazon.fake_amazon import order
 
@@ -115,7 +115,11 @@ def test_buyer_data_goes_only_to_the_pii_fields() -> None:
         "Apt 2, Rear",
         "+1 555 0100",
     )
-    assert mapped.buyer_ref == "abc123@marketplace.amazon.com"
+    assert (
+        mapped.buyer_ref
+        == buyer_ref("abc123@marketplace.amazon.com")
+        != "abc123@marketplace.amazon.com"
+    )
     assert "Jane" not in repr(mapped.ship_to)  # Address hides itself in logs
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from connectors.amazon import AmazonConnector, const, mapper_v0
-from connectors.amazon.mapper import order_from_api
+from connectors.amazon.mapper import buyer_ref, order_from_api
 from connectors.base import Order, OrderStatus
 from connectors.errors import PermanentError
 from tests.connectors.amazon.conftest import orders_model, orders_v0_model, sandbox_examples
@@ -99,7 +99,11 @@ async def test_search_orders_examples_map_to_what_they_say() -> None:
         "15501234567890123456",
     )
     assert merchant.ship_to is not None and merchant.ship_to.country_code == "GB"
-    assert merchant.buyer_ref == "buyer-email@marketplace.amazon.co.uk"
+    assert (
+        merchant.buyer_ref
+        == buyer_ref("buyer-email@marketplace.amazon.co.uk")
+        != "buyer-email@marketplace.amazon.co.uk"
+    )
     unshipped = order_from_api(brazil)
     assert unshipped.status is OrderStatus.OPEN
     assert unshipped.lines[0].live_quantity == 1 and unshipped.lines[0].quantity_shipped == 0
