@@ -164,14 +164,23 @@ def test_a_shopify_channel_under_webhook_and_api_faults_stores_every_order_once_
                 assert hooks.get("dropped", 0) > 0 and hooks.get("duplicated", 0) > 0, hooks
                 assert store["inbox"].get(InboxState.PROCESSED, 0) > 0  # some came by webhook
 
+                # Compare-and-swap: a buyer takes 2 units of A between our read and our set.
+                # Shopify refuses the stale set; the engine learns the sale (webhook or poll)
+                # and the shop ends at what the rules give, not 2 too high.
+                race = {"sku": "A", "quantity": 2, "buyer": {"name": "Racer"}}
+                assert sandbox.control("POST", "/sell-before-next-set", race) == {"pending": 1}
                 answer = admin.put("/api/stock/A", json={"location": "default", "on_hand": 40})
                 assert answer.status_code == 200, answer.text
-                expected = {"A": 40 - sold["A"], "B": 30 - sold["B"]}
+                expected = {"A": 40 - sold["A"] - 2, "B": 30 - sold["B"]}
                 wait_for(
-                    lambda: sandbox.control("GET", "/inventory") == expected,
+                    lambda: (
+                        sandbox.control("GET", "/inventory") == expected
+                        and len(read_store(db_url)["orders"]) == ORDERS + 1
+                    ),
                     timeout=90,
-                    what=f"the sandbox to show {expected}",
+                    what=f"the sandbox to show {expected} with the racing order stored",
                 )
+                assert sandbox.control("GET", "/calls")["calls"]["inventorySetQuantities"] > 0
 
                 page = admin.get("/api/orders", params={"channel": "shop"}).json()
                 first = next(o for o in page["items"] if o["external_id"] == placed[0])
