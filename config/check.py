@@ -60,7 +60,10 @@ def describe(config: AppConfig) -> str:
             "webhooks listener",
             f"{_address(hooks.host, hooks.port)} (max body {hooks.max_body_bytes} bytes)",
         ),
-        _row("admin listener", _address(admin.host, admin.port)),
+        _row(
+            "admin listener",
+            _address(admin.host, admin.port) + (" (HTTPS)" if admin.is_tls else ""),
+        ),
         _row("admin token", f"{main.admin.token.reference} (value hidden)"),
         _row("shutdown", f"drain deadline {_secs(main.shutdown.drain_deadline_s)}"),
         _row(

@@ -7,6 +7,7 @@ Read with pydantic-settings: init kwargs override ``CHANNEL_SYNC_...`` environme
 from __future__ import annotations
 
 import ipaddress
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -60,13 +61,102 @@ class WebhookListenerSettings(BaseModel):
     )
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for 'localhost' and loopback IPs (127.0.0.0/8, ::1, ::ffff:127.x)."""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 class AdminListenerSettings(BaseModel):
-    """Where the admin app listens: keep it on loopback."""
+    """Where the admin app listens: keep it on loopback, or give it TLS.
+
+    The TLS keys and the override come first so that `host`, checked last, can see them."""
 
     model_config = MODEL_CONFIG
 
-    host: ListenHost = Field(default="127.0.0.1", description="IP address or 'localhost'.")
+    tls_certfile: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain): serve the admin API over HTTPS. Relative paths "
+        "resolve against the config directory.",
+    )
+    tls_keyfile: Path | None = Field(
+        default=None,
+        validate_default=True,
+        description="PEM private key of tls_certfile; only its owner may read it (chmod 600).",
+    )
+    allow_insecure_remote: bool = Field(
+        default=False,
+        description="Allow a non-loopback host without TLS: the token crosses the network in "
+        "clear. Only behind a network you trust (or a TLS proxy on another machine).",
+    )
+    host: ListenHost = Field(
+        default="127.0.0.1",
+        description="IP address or 'localhost'; a non-loopback address needs tls_certfile and "
+        "tls_keyfile, or allow_insecure_remote = true.",
+    )
     port: ListenPort = Field(default=8081, description="TCP port; 0 picks a free port.")
+
+    @field_validator("tls_certfile")
+    @classmethod
+    def _certfile_exists(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        path = resolve_path(path)
+        if not path.is_file():
+            raise PydanticCustomError("tls_file", "no such file: {path}", {"path": str(path)})
+        return path
+
+    @field_validator("tls_keyfile")
+    @classmethod
+    def _keyfile_private(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if "tls_certfile" not in info.data:
+            return path  # the certificate's own problem is reported
+        has_cert = info.data["tls_certfile"] is not None
+        if path is None:
+            if has_cert:
+                raise PydanticCustomError("tls_pair", "required when tls_certfile is set")
+            return None
+        if not has_cert:
+            raise PydanticCustomError("tls_pair", "set tls_certfile too (the key's certificate)")
+        path = resolve_path(path)
+        if not path.is_file():
+            raise PydanticCustomError("tls_file", "no such file: {path}", {"path": str(path)})
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise PydanticCustomError(
+                "tls_key_mode",
+                "{path} is readable by others (mode {mode}): run chmod 600 {path}",
+                {"path": str(path), "mode": f"{mode:04o}"},
+            )
+        return path
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_unless_protected(cls, host: str, info: ValidationInfo) -> str:
+        settled = ("tls_certfile", "tls_keyfile", "allow_insecure_remote")
+        if is_loopback_host(host) or any(key not in info.data for key in settled):
+            return host  # loopback, or a problem of the other keys is reported instead
+        if info.data["tls_keyfile"] is not None or info.data["allow_insecure_remote"]:
+            return host
+        raise PydanticCustomError(
+            "admin_not_loopback",
+            "{host} is not a loopback address: the admin API and its token would be reachable "
+            "from other machines in clear; set listeners.admin.tls_certfile and tls_keyfile, or "
+            "listeners.admin.allow_insecure_remote = true",
+            {"host": host},
+        )
+
+    @property
+    def is_tls(self) -> bool:
+        """Whether the admin API is served over HTTPS."""
+        return self.tls_certfile is not None and self.tls_keyfile is not None
 
 
 class ListenersSettings(BaseModel):

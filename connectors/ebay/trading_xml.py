@@ -2,7 +2,10 @@
 answers: ReviseInventoryStatus (stock of Trading listings) and GetMyeBaySelling (the active
 listings, for binding and stock reads).
 
-Answers are parsed with entity resolution and network access off. Quantities of Trading listings
+Answers are parsed with defusedxml: an answer that declares entities (a billion-laughs bomb, an
+XXE probe: never eBay's) is refused before any expansion with PermanentError, and an external DTD
+is never fetched. ebaysdk only sends the request; it never parses our answers (trading.py).
+Quantities of Trading listings
 follow eBay's rule (developer KB 1526/1525): a revision sets what is *available*, and eBay adds
 the units already sold to the listing's `Quantity`, so what a listing shows is Quantity minus
 QuantitySold (or QuantityAvailable, where GetMyeBaySelling gives it).
@@ -13,14 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
-from lxml import etree
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
 
 from connectors.base import ChannelListing, PushOutcome
 from connectors.ebay import const
-from connectors.errors import RetryableError
+from connectors.errors import PermanentError, RetryableError
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 _MESSAGE_MAX = 300
 
 
@@ -72,7 +76,7 @@ class TradingAnswer:
     verb: str
     ack: str
     errors: tuple[TradingError, ...]
-    root: Any  # the lxml element of <VerbResponse>
+    root: Any  # the ElementTree element of <VerbResponse>
 
     @property
     def is_failure(self) -> bool:
@@ -92,10 +96,20 @@ class TradingAnswer:
 
 
 def parse_answer(content: bytes, *, channel: str, operation: str) -> TradingAnswer:
-    """Read an answer; RetryableError when it is not a Trading API answer (a proxy's page)."""
+    """Read an answer; RetryableError when it is not a Trading API answer (a proxy's page),
+    PermanentError when it declares entities (refused before any is expanded)."""
     try:
-        root = etree.fromstring(content, parser=_PARSER)
-    except etree.XMLSyntaxError as err:
+        # No entity is ever expanded and nothing external is fetched: defusedxml stops at the
+        # declaration, so a bomb costs nothing and no local file or URL is read.
+        root = fromstring(content, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as err:
+        raise PermanentError(
+            f"answer refused: it declares XML entities ({type(err).__name__}); "
+            "eBay's answers never do, so nothing in it was read",
+            channel=channel,
+            operation=operation,
+        ) from None
+    except ParseError as err:
         raise RetryableError("answer is not XML", channel=channel, operation=operation) from err
     ack = child_text(root, "Ack")
     if ack is None:
@@ -118,7 +132,7 @@ def parse_answer(content: bytes, *, channel: str, operation: str) -> TradingAnsw
                 ),
             )
         )
-    verb = etree.QName(root).localname.removesuffix("Response")
+    verb = str(root.tag).rpartition("}")[2].removesuffix("Response")
     return TradingAnswer(verb=verb, ack=ack, errors=tuple(errors), root=root)
 
 

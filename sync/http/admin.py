@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync.db import Database
+from sync.http.admin_guard import BadTokenLimiter, client_key, retry_after_header
 from sync.http.admin_orders import ORDER_ROUTES
 from sync.http.admin_sync import SYNC_ROUTES
 from sync.http.status_page import PAGE_PATHS, STATUS_PAGE_ROUTES
@@ -78,21 +79,45 @@ class AdminContext:
     # What the engine knows of a channel beyond the store (unseen shipments, a notice queue's
     # problem), merged into that channel's entry of /api/status.
     channel_notes: Callable[[], Mapping[str, Mapping[str, Any]]] = dict
+    # Bad tokens counted per client address (sync/http/admin_guard.py); tests inject a clock.
+    bad_tokens: BadTokenLimiter = field(default_factory=BadTokenLimiter)
 
 
 class BearerAuthMiddleware(BaseHTTPMiddleware):
-    """Everything but liveness needs `Authorization: Bearer <token>`, compared in constant time."""
+    """Everything but the public paths needs `Authorization: Bearer <token>`, compared in
+    constant time; an address that sent too many bad tokens is answered 429 (admin_guard.py)."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], token: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        token: Callable[[], str],
+        limiter: BadTokenLimiter,
+    ) -> None:
         super().__init__(app)
         self._token = token
+        self._limiter = limiter
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         if request.url.path in PUBLIC_PATHS:
             return await call_next(request)
+        client = client_key(request.client.host if request.client else None)
+        # A locked-out address is refused before its token is looked at: guessing on costs
+        # nothing but 429s, and the right token does not unlock it early.
+        wait = self._limiter.retry_after(client)
+        if wait is not None:
+            return JSONResponse(
+                {
+                    "error": "too_many_requests",
+                    "detail": "too many bad admin tokens from this address; try again later",
+                },
+                status_code=429,
+                headers={"Retry-After": retry_after_header(wait)},
+            )
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         expected = self._token().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        is_valid = hmac.compare_digest(given.strip().encode(), expected)
+        if scheme.lower() != "bearer" or not is_valid:
+            self._limiter.record_failure(client)
             return JSONResponse(
                 {"error": "unauthorized", "detail": "send Authorization: Bearer <admin token>"},
                 status_code=401,
@@ -236,6 +261,8 @@ async def stock_set(request: Request) -> Response:
         return _error(400, "bad_request", f"body is not valid JSON: {exc.msg} at char {exc.pos}")
     except UnicodeDecodeError:
         return _error(400, "bad_request", "body is not UTF-8 JSON")
+    except RecursionError:
+        return _error(400, "bad_request", "body is not valid JSON: nested too deeply")
     try:
         body = StockSetBody.model_validate(payload)
     except ValidationError as exc:
@@ -325,7 +352,7 @@ def create_admin_app(ctx: AdminContext) -> Starlette:
             *SYNC_ROUTES,  # sync/http/admin_sync.py: poll and reconcile a channel now
             *STATUS_PAGE_ROUTES,  # sync/http/status_page.py: GET /, its assets, /api/latency
         ],
-        middleware=[Middleware(BearerAuthMiddleware, token=ctx.token)],
+        middleware=[Middleware(BearerAuthMiddleware, token=ctx.token, limiter=ctx.bad_tokens)],
     )
     app.state.ctx = ctx
     return app
