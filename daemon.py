@@ -477,9 +477,12 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
 
     _configure_logging(app_config)
     main = app_config.main
+    admin = main.listeners.admin
+    tls = (str(admin.tls_certfile), str(admin.tls_keyfile)) if admin.is_tls else (None, None)
     settings = ServiceSettings(
         webhooks=Listener("webhooks", main.listeners.webhooks.host, main.listeners.webhooks.port),
-        admin=Listener("admin", main.listeners.admin.host, main.listeners.admin.port),
+        admin=Listener("admin", admin.host, admin.port, *tls),
+        webhook_max_body_bytes=main.listeners.webhooks.max_body_bytes,
         admin_token=main.admin.token.reveal(),
         drain_deadline_s=main.shutdown.drain_deadline_s,
         auto_migrate=main.database.auto_migrate,

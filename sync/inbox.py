@@ -1,7 +1,8 @@
 """The webhook inbox: raw deliveries persisted before the channel is answered, then processed.
 
 A receiver verifies a delivery, calls `record_delivery` and commits, and only then answers 200
-(durable before visible). Channels deliver at least once, so the same delivery id can arrive
+(durable before visible); `sync/http/commit_queue.py` records the deliveries that arrive together
+in one transaction. Channels deliver at least once, so the same delivery id can arrive
 twice, even at two instances at the same moment: the unique (channel, delivery id) key keeps one
 row and `record_delivery` says whether this call stored it. A processor claims received rows
 oldest first (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so instances share the work), ingests them

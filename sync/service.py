@@ -28,6 +28,7 @@ from sync.db import Database, SchemaOutOfDateError, ensure_schema
 from sync.fanout_worker import FanoutChannel, FanoutWorker
 from sync.health import ChannelHealth
 from sync.http.admin import AdminContext, create_admin_app
+from sync.http.commit_queue import CommitQueue
 from sync.http.webhook_receiver import create_receiver
 from sync.http.webhooks import create_webhook_app
 from sync.inbox_worker import InboxChannel, InboxWorker
@@ -58,6 +59,8 @@ class Listener:
     name: str
     host: str
     port: int
+    tls_certfile: str | None = None  # both set: served over HTTPS
+    tls_keyfile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class ServiceSettings:
     retry: RetrySchedule = field(default_factory=RetrySchedule)
     buyer_data_days: int = 30  # after delivery (Amazon's Data Protection Policy: <= 30)
     buyer_data_purge_every_s: float = 3600.0
+    webhook_max_body_bytes: int = 1024 * 1024  # larger webhook bodies get 413
 
     @property
     def enabled_channels(self) -> frozenset[str]:
@@ -300,6 +304,8 @@ class Service:
                     lifespan="off",
                     server_header=False,
                     timeout_graceful_shutdown=max(1, int(self.settings.drain_deadline_s)),
+                    ssl_certfile=listener.tls_certfile,
+                    ssl_keyfile=listener.tls_keyfile,
                 )
             )
             servers.append((listener, server, sock))
@@ -475,6 +481,7 @@ class Service:
         )
         self.workers.append(self.inbox)
         inbox = self.inbox
+        commits = CommitQueue(self.db)  # shared, so deliveries to every channel share commits
         self.webhook_app = create_webhook_app(
             {
                 c.name: create_receiver(
@@ -483,6 +490,8 @@ class Service:
                     channel_id=c.ref.id,
                     handler=c.handler,
                     on_recorded=inbox.wake,
+                    commit_queue=commits,
+                    max_body_bytes=self.settings.webhook_max_body_bytes,
                 )
                 for c in channels
                 if c.name in served

@@ -5,7 +5,12 @@ webhook handler before anything is stored (401 and nothing written when it fails
 the inbox under the delivery id the handler names, committed, and only then answered 200, so a
 delivery the channel counts as delivered is never lost. A repeat of a stored delivery id is
 answered 200 too (the channel must stop resending) and stores nothing. The inbox worker is woken
-after the commit; nothing here waits for it.
+after the commit; nothing here waits for it. Deliveries that arrive together share one commit
+(`CommitQueue`, one fsync for many); a commit that fails answers 503 to each of its requests, so
+the channel delivers again, and stores none of them.
+
+A body over `max_body_bytes` is refused with 413 without being read whole: by its declared
+Content-Length, or by counting the bytes as they stream in and stopping at the limit.
 
 A handler may differ (eBay): its `answers` replace 200/401 (eBay wants 204/412); `prepare`
 fetches what `verify` needs first (a key; 503 when the channel cannot be asked now, so it
@@ -14,10 +19,10 @@ delivers again); `answer_check` answers a `GET` endpoint check.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -31,11 +36,11 @@ from connectors.webhook_handler import (
     answers_of,
 )
 from sync.db import Database
-from sync.inbox import record_delivery
+from sync.http.commit_queue import CommitQueue
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 5 * 1024 * 1024  # far above any documented Shopify payload
+MAX_BODY_BYTES = 1024 * 1024  # listeners.webhooks.max_body_bytes; far above a Shopify payload
 
 
 def create_receiver(
@@ -45,8 +50,14 @@ def create_receiver(
     channel_id: int,
     handler: WebhookHandler,
     on_recorded: Callable[[], None] = lambda: None,
+    commit_queue: CommitQueue | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Callable[[Request], Awaitable[Response]]:
-    """The request handler of one channel's webhook route."""
+    """The request handler of one channel's webhook route.
+
+    Pass one `commit_queue` to every channel's receiver so that all of them share commits.
+    """
+    queue = commit_queue or CommitQueue(db)
     answers = answers_of(handler)
     checker = handler if isinstance(handler, AnswersEndpointCheck) else None
     preparer = handler if isinstance(handler, PreparesVerification) else None
@@ -56,11 +67,8 @@ def create_receiver(
             return _answer_check(checker, request, channel)
         if request.method != "POST":
             return JSONResponse({"error": "method not allowed"}, status_code=405)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return JSONResponse({"error": "body too large"}, status_code=413)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        body = await _read_body(request, max_body_bytes)
+        if body is None:
             return JSONResponse({"error": "body too large"}, status_code=413)
         try:
             if preparer is not None:
@@ -72,16 +80,16 @@ def create_receiver(
         except ConnectorError as err:
             log.warning("channel %s: webhook not verifiable now: %s", channel, err)
             return JSONResponse({"error": "try again later"}, status_code=503)
-        is_new = await asyncio.to_thread(
-            db.transact,
-            lambda session: record_delivery(
-                session,
+        try:
+            is_new = await queue.record(
                 channel_id=channel_id,
                 delivery_id=delivery.delivery_id,
                 topic=delivery.topic,
                 body=body,
-            ),
-        )
+            )
+        except SQLAlchemyError:
+            # Logged once per failed group by the queue; nothing of this delivery was stored.
+            return JSONResponse({"error": "try again later"}, status_code=503)
         if is_new:
             on_recorded()
         if answers.accepted == 204:
@@ -91,6 +99,21 @@ def create_receiver(
         )
 
     return receive
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None  # the rest is never read; the server discards it
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _answer_check(handler: AnswersEndpointCheck, request: Request, channel: str) -> Response:
