@@ -117,7 +117,13 @@ class EbayWebhookHandler:
             message = json.loads(body)
         except (ValueError, UnicodeDecodeError) as err:
             raise WebhookRefusedError("the body is not JSON") from err
-        if not is_signed(key, header, message):
+        except RecursionError as err:  # `[[[...]]]` thousands deep: no notification of eBay's
+            raise WebhookRefusedError("the body is nested too deeply") from err
+        try:
+            signed = is_signed(key, header, message)  # re-serialises: as deep as parsing
+        except RecursionError as err:
+            raise WebhookRefusedError("the body is nested too deeply") from err
+        if not signed:
             raise WebhookRefusedError("the signature does not match the message")
         try:
             notification = read_notification(message)

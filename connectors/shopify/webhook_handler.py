@@ -82,6 +82,8 @@ def _json(body: bytes) -> Mapping[str, Any]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise MalformedDeliveryError("the body is not JSON") from err
+    except RecursionError as err:  # signed, yet thousands of levels deep: no order of Shopify's
+        raise MalformedDeliveryError("the body is nested too deeply") from err
     if not isinstance(payload, Mapping):
         raise MalformedDeliveryError("the body is not a JSON object")
     return payload

@@ -83,6 +83,8 @@ async def _body(request: Request, model: type[BaseModel], *, optional: bool) -> 
         return _error(400, "bad_request", f"body is not valid JSON: {exc.msg} at char {exc.pos}")
     except UnicodeDecodeError:
         return _error(400, "bad_request", "body is not UTF-8 JSON")
+    except RecursionError:  # `[[[...]]]` nested past the parser's stack
+        return _error(400, "bad_request", "body is not valid JSON: nested too deeply")
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
