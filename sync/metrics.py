@@ -68,6 +68,14 @@ class Metrics:
         # Stock out (sync/pusher.py): planned-to-applied seconds, a histogram and the status
         # page's in-memory window (sync/latency.py).
         self.push_latency = PushLatency(self.registry)
+        # Admin API (sync/http/admin.py, admin_guard.py): token guessing, visible to alerting.
+        self.admin_auth = Counter(
+            "channel_sync_admin_auth",
+            "Admin requests refused, by outcome: bad_token (401), locked_out (429), and lockout "
+            "(an address that reached the bad-token limit and was locked out).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self._add_scheduler_metrics()
 
     def _add_scheduler_metrics(self) -> None:

@@ -92,10 +92,12 @@ class BearerAuthMiddleware(BaseHTTPMiddleware):
         app: Callable[..., Awaitable[None]],
         token: Callable[[], str],
         limiter: BadTokenLimiter,
+        metrics: Metrics,
     ) -> None:
         super().__init__(app)
         self._token = token
         self._limiter = limiter
+        self._refused = metrics.admin_auth
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         if request.url.path in PUBLIC_PATHS:
@@ -105,6 +107,7 @@ class BearerAuthMiddleware(BaseHTTPMiddleware):
         # nothing but 429s, and the right token does not unlock it early.
         wait = self._limiter.retry_after(client)
         if wait is not None:
+            self._refused.labels("locked_out").inc()
             return JSONResponse(
                 {
                     "error": "too_many_requests",
@@ -117,7 +120,9 @@ class BearerAuthMiddleware(BaseHTTPMiddleware):
         expected = self._token().encode()
         is_valid = hmac.compare_digest(given.strip().encode(), expected)
         if scheme.lower() != "bearer" or not is_valid:
-            self._limiter.record_failure(client)
+            self._refused.labels("bad_token").inc()
+            if self._limiter.record_failure(client):
+                self._refused.labels("lockout").inc()
             return JSONResponse(
                 {"error": "unauthorized", "detail": "send Authorization: Bearer <admin token>"},
                 status_code=401,
@@ -352,7 +357,11 @@ def create_admin_app(ctx: AdminContext) -> Starlette:
             *SYNC_ROUTES,  # sync/http/admin_sync.py: poll and reconcile a channel now
             *STATUS_PAGE_ROUTES,  # sync/http/status_page.py: GET /, its assets, /api/latency
         ],
-        middleware=[Middleware(BearerAuthMiddleware, token=ctx.token, limiter=ctx.bad_tokens)],
+        middleware=[
+            Middleware(
+                BearerAuthMiddleware, token=ctx.token, limiter=ctx.bad_tokens, metrics=ctx.metrics
+            )
+        ],
     )
     app.state.ctx = ctx
     return app

@@ -83,8 +83,9 @@ class BadTokenLimiter:
         del self._books[key]  # the lock lapsed: a clean slate
         return None
 
-    def record_failure(self, key: str) -> None:
-        """Count one bad token from `key`; the `max_failures`-th within the window locks it."""
+    def record_failure(self, key: str) -> bool:
+        """Count one bad token from `key`; the `max_failures`-th within the window locks it
+        (answered True: this failure locked the address out)."""
         now = self._clock()
         book = self._books.get(key)
         if book is None:
@@ -106,6 +107,8 @@ class BadTokenLimiter:
                 key,
                 self.window_s,
             )
+            return True
+        return False
 
 
 def retry_after_header(seconds: float) -> str:

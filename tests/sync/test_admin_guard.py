@@ -76,7 +76,12 @@ def test_ten_bad_tokens_then_429_for_everything_until_the_minute_passes(
     answer = attacker.get("/readyz", headers=GOOD)
     assert (answer.status_code, answer.headers["Retry-After"]) == (429, "1")
     clock.now += 0.5
-    assert attacker.get("/metrics", headers=GOOD).status_code == 200
+    scrape = attacker.get("/metrics", headers=GOOD)
+    assert scrape.status_code == 200
+    # The operator's alerting sees it: 10 bad tokens, one lockout, 3 requests refused while locked.
+    assert 'channel_sync_admin_auth_total{outcome="bad_token"} 10.0' in scrape.text
+    assert 'channel_sync_admin_auth_total{outcome="lockout"} 1.0' in scrape.text
+    assert 'channel_sync_admin_auth_total{outcome="locked_out"} 3.0' in scrape.text
     assert attacker.get("/api/status", headers=BAD).status_code == 401  # a fresh count
 
 
