@@ -75,6 +75,25 @@ def is_signed_by(body: bytes, signature: str, secrets: Sequence[str]) -> bool:
     return matched
 
 
+_READ = frozenset(
+    name
+    for header in (TOPIC, HMAC_HEADER, SHOP_DOMAIN, API_VERSION, WEBHOOK_ID, EVENT_ID, TRIGGERED_AT)
+    for name in (header, header.removeprefix("x-"))
+)
+
+
+def _single_valued(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers by lower-case name; a header we read that comes twice is refused, so that
+    what is verified is what is used (a web framework would read the first, a dict the last)."""
+    lowered: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in lowered and key in _READ:
+            raise WebhookVerificationError(f"header {key} is repeated")
+        lowered[key] = value
+    return lowered
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     # `name` is the X-Shopify-* form; event deliveries send the same without the X- prefix.
     for candidate in (name, name.removeprefix("x-")):
@@ -98,7 +117,7 @@ def verify_webhook(
     the headers say, or raise WebhookVerificationError naming what is wrong."""
     if not secrets or not all(secrets):
         raise WebhookVerificationError("no webhook secret configured")
-    lowered = {name.lower(): value for name, value in headers.items()}
+    lowered = _single_valued(headers)
     signature = _header(lowered, HMAC_HEADER)
     if signature is None:
         raise WebhookVerificationError("missing X-Shopify-Hmac-Sha256 header")

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from starlette.datastructures import Headers
 
 from connectors.shopify.webhooks import (
     WebhookVerificationError,
@@ -151,3 +152,17 @@ def test_a_delivery_for_another_shop_is_refused() -> None:
 def test_event_deliveries_without_the_x_prefix_verify() -> None:
     headers = {k.removeprefix("X-"): v for k, v in _headers().items()}
     assert verify_webhook(headers, BODY, [SECRET]).topic == "orders/create"
+
+
+@pytest.mark.parametrize(
+    "header", ["X-Shopify-Hmac-Sha256", "X-Shopify-Topic", "X-Shopify-Webhook-Id"]
+)
+def test_a_header_we_read_that_comes_twice_is_refused(header: str) -> None:
+    # As a web framework hands them over: every pair, repeats included (Starlette's Headers).
+    pairs = [(k.lower().encode(), v.encode()) for k, v in _headers().items()]
+    forged = compute_signature(b"{}", SECRET) if header.endswith("Sha256") else "orders/paid"
+    headers = Headers(raw=[*pairs, (header.lower().encode(), forged.encode())])
+    with pytest.raises(WebhookVerificationError, match=f"header {header.lower()} is repeated"):
+        verify_webhook(headers, BODY, [SECRET])
+    other = Headers(raw=[*pairs, (b"accept", b"*/*"), (b"accept", b"application/json")])
+    assert verify_webhook(other, BODY, [SECRET]).topic == "orders/create"  # others may repeat
