@@ -7,7 +7,7 @@ DEMO_STATE ?= .demo-state
 # Two workers: most end-to-end tests wait on loopback servers, so they overlap well.
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test lint unit venv browser clean
+.PHONY: demo test lint unit venv browser clean chaos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ lint: $(STAMP)
 
 unit: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The chaos run's long form (issue 9): 10,000 orders against the three sandboxes under faults,
+# 20 SIGKILLs of the daemon and one crash of its private PostgreSQL; the JSON line comes last.
+CHAOS_ARGS ?= --orders 10000 --kills 20
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
 # The status page's test drives Debian's chromium (never a downloaded browser): installed here
 # when missing and we may (root, apt). Otherwise that test skips (fails under .ci/run or CI=true).
