@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from config.loader import AppConfig
     from sync.scheduler import SchedulerSettings
+    from sync.sealing import Keyring
     from sync.service import Service
 
 log = logging.getLogger("channel_sync")
@@ -77,6 +78,101 @@ def migrate(config_dir: Path) -> None:
         click.echo(f"{where}: already at revision {after}")
     else:
         click.echo(f"{where}: migrated from {before or 'an empty store'} to {after}")
+
+
+@cli.command("rotate-key")
+@CONFIG_OPTION
+@click.option(
+    "--new-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Only write a new buyer-data key to this file (0600; never overwritten) and print its "
+    "reference and key id.",
+)
+def rotate_key(config_dir: Path, new_key_file: Path | None) -> None:
+    """Re-seal buyers' personal data under the current [buyer_data] key.
+
+    Steps: (1) `--new-key-file PATH` writes a new key; (2) make `file:PATH` the `key` and move
+    the old key into `previous_keys`; (3) run this without `--new-key-file`, until it reports 0
+    remaining (safe beside a running daemon; restart the daemon with the new config first, so
+    it seals under the new key too); (4) drop the old key from `previous_keys`.
+    """
+    from sync.db import Database, SchemaOutOfDateError, ensure_schema
+    from sync.rekey import rotate
+    from sync.sealing import key_id, write_new_key_file
+
+    if new_key_file is not None:
+        path = new_key_file.expanduser().resolve()
+        try:
+            key = write_new_key_file(path)
+        except FileExistsError:
+            click.echo(f"{path} exists: refusing to overwrite a key", err=True)
+            sys.exit(EXIT_CONFIG)
+        click.echo(f"wrote a new buyer-data key, id {key_id(key)}")
+        click.echo(f"reference: file:{path}")
+        click.echo(
+            "next: set [buyer_data] key to that reference, move the old key into previous_keys, "
+            "then run `channel-sync rotate-key --config DIR`"
+        )
+        return
+    app_config = _load_or_exit(config_dir)
+    _configure_logging(app_config)
+    keyring = _load_keyring(app_config)
+    db = Database(app_config.database_url)
+    try:
+        ensure_schema(db, auto_migrate=app_config.main.database.auto_migrate)
+        report = rotate(db, keyring)
+    except SchemaOutOfDateError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(3)
+    finally:
+        db.dispose()
+    click.echo(f"current key: {keyring.current_id}")
+    click.echo(
+        f"sealed plain values left by an older version: {report.sealed_legacy_orders} order(s), "
+        f"{report.sealed_legacy_inbox} webhook delivery(ies)"
+    )
+    click.echo(
+        f"re-sealed under the current key: {report.resealed_orders} order(s), "
+        f"{report.resealed_inbox} webhook delivery(ies)"
+    )
+    if report.unopenable:
+        click.echo(f"failed their integrity check (left as they are): {report.unopenable}")
+    unknown = report.unknown_keys(keyring)
+    for old_id, count in sorted(report.remaining.items()):
+        note = " (not in the keyring: add that key to previous_keys)" if old_id in unknown else ""
+        click.echo(f"remaining under key {old_id}: {count}{note}")
+    if not report.remaining:
+        click.echo("remaining under old keys: 0")
+    sys.exit(1 if report.remaining else 0)
+
+
+def _load_keyring(app_config: AppConfig) -> Keyring:
+    """The buyer-data keyring the config names (generating STATE_DIR's key on first use)."""
+    from sync.sealing import SealingError, load_keyring
+
+    buyer_data = app_config.main.buyer_data
+    try:
+        keyring, created = load_keyring(
+            buyer_data.key.reveal() if buyer_data.key else None,
+            [key.reveal() for key in buyer_data.previous_keys],
+            app_config.main.state_dir,
+        )
+    except (SealingError, OSError) as exc:
+        click.echo(f"buyer data key: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if created is not None:
+        log.warning(
+            "generated a buyer-data key at %s (id %s): back it up with the store",
+            created,
+            keyring.current_id,
+        )
+    if buyer_data.key is None and not app_config.database_url.startswith("sqlite"):
+        log.warning(
+            "buyer data key generated per instance: every instance sharing this store must "
+            "hold the same key; set [buyer_data] key"
+        )
+    return keyring
 
 
 @cli.group()
@@ -476,12 +572,25 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
     from sync.service import ChannelSpec, Listener, Service, ServiceSettings
 
     _configure_logging(app_config)
+    keyring = _load_keyring(app_config)
     main = app_config.main
     admin = main.listeners.admin
     tls = (str(admin.tls_certfile), str(admin.tls_keyfile)) if admin.is_tls else (None, None)
     settings = ServiceSettings(
-        webhooks=Listener("webhooks", main.listeners.webhooks.host, main.listeners.webhooks.port),
-        admin=Listener("admin", admin.host, admin.port, *tls),
+        webhooks=Listener(
+            "webhooks",
+            main.listeners.webhooks.host,
+            main.listeners.webhooks.port,
+            read_timeout_s=main.listeners.webhooks.read_timeout_s,
+        ),
+        admin=Listener(
+            "admin",
+            admin.host,
+            admin.port,
+            tls_certfile=tls[0],
+            tls_keyfile=tls[1],
+            read_timeout_s=admin.read_timeout_s,
+        ),
         webhook_max_body_bytes=main.listeners.webhooks.max_body_bytes,
         admin_token=main.admin.token.reveal(),
         drain_deadline_s=main.shutdown.drain_deadline_s,
@@ -500,6 +609,7 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
             )
             for name, ch in app_config.channels.items()
         },
+        buyer_keyring=keyring,
         inbox_retention_days=main.retention.webhook_inbox_days,
         events_retention_days=main.retention.events_days,
         buyer_data_days=main.retention.buyer_data_days,
@@ -632,8 +742,10 @@ def _describe_listings(listings: dict[str, Any] | None) -> str:
     if not listings:
         return "-"
     unknown = listings.get("unknown_skus")
-    return f"{listings['bound']} bound, {listings['missing_skus']} of ours missing, " + (
-        "not read yet" if unknown is None else f"{unknown} not ours"
+    if unknown is None:  # no reconcile has read the channel's listings yet
+        return f"{listings['bound']} bound, not read yet"
+    return (
+        f"{listings['bound']} bound, {listings['missing_skus']} of ours missing, {unknown} not ours"
     )
 
 

@@ -78,6 +78,7 @@ def describe(config: AppConfig) -> str:
             f"webhook inbox {keep.webhook_inbox_days} days, events {keep.events_days} days, "
             f"buyer data {keep.buyer_data_days} days",
         ),
+        *_buyer_data_lines(config),
         _row("logging", f"{main.logging.level}, format {main.logging.format}"),
         "",
         f"channels ({len(config.channels)}){':' if config.channels else ''}",
@@ -85,6 +86,29 @@ def describe(config: AppConfig) -> str:
     for channel in config.channels.values():
         lines.extend(_channel_lines(channel))
     return "\n".join(lines) + "\n"
+
+
+def _buyer_data_lines(config: AppConfig) -> list[str]:
+    """Where the buyer-data key comes from and its id, never the key."""
+    from sync.sealing import KEY_FILE_NAME, SealingError, decode_key, key_id
+
+    settings = config.main.buyer_data
+    if settings.key is not None:
+        current = f"{settings.key.reference} (id {key_id(decode_key(settings.key.reveal()))})"
+    else:
+        path = config.main.state_dir / KEY_FILE_NAME
+        try:
+            found = decode_key(path.read_text(encoding="ascii"), str(path))
+            current = f"generated, {path} (id {key_id(found)})"
+        except FileNotFoundError:
+            current = f"none set: generated at {path} on first start"
+        except (OSError, SealingError) as exc:
+            current = f"generated, {path}: unusable ({exc})"
+    lines = [_row("buyer data key", current)]
+    for n, key in enumerate(settings.previous_keys):
+        label = "previous keys" if n == 0 else ""
+        lines.append(_row(label, f"{key.reference} (id {key_id(decode_key(key.reveal()))})"))
+    return lines
 
 
 def _channel_lines(channel: ChannelConfig) -> list[str]:

@@ -6,6 +6,8 @@ Read with pydantic-settings: init kwargs override ``CHANNEL_SYNC_...`` environme
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import stat
 from collections.abc import Mapping
@@ -59,6 +61,14 @@ class WebhookListenerSettings(BaseModel):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1, description="Larger webhook bodies are refused with 413."
     )
+    read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request may take to arrive whole (headers and body) from its "
+        "first byte; slower ones get 408 and are closed, so stalled or trickling clients cannot "
+        "hold connections (marketplaces send each delivery at once and give up after seconds).",
+    )
 
 
 def is_loopback_host(host: str) -> bool:
@@ -102,6 +112,14 @@ class AdminListenerSettings(BaseModel):
         "tls_keyfile, or allow_insecure_remote = true.",
     )
     port: ListenPort = Field(default=8081, description="TCP port; 0 picks a free port.")
+    read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request may take to arrive whole (headers and body) from its "
+        "first byte; slower ones get 408 and are closed. Longer than the webhook listener's: "
+        "a stock import may upload a large file over a slow link.",
+    )
 
     @field_validator("tls_certfile")
     @classmethod
@@ -287,6 +305,47 @@ class RetentionSettings(BaseModel):
     )
 
 
+BUYER_KEY_BYTES = 32
+
+
+def _check_buyer_key(key: Secret) -> Secret:
+    """A buyer-data key is 32 random bytes, base64: refused otherwise, never echoing it."""
+    try:
+        size = len(base64.b64decode(key.reveal().strip(), validate=True))
+    except (binascii.Error, ValueError):
+        size = -1
+    if size != BUYER_KEY_BYTES:
+        got = "not base64" if size < 0 else f"{size} bytes"
+        raise PydanticCustomError(
+            "buyer_data_key",
+            "{reference} must hold {expected} random bytes, base64-encoded (got {got}); "
+            "create one with `channel-sync rotate-key --config DIR --new-key-file PATH`",
+            {"reference": key.reference, "expected": BUYER_KEY_BYTES, "got": got},
+        )
+    return key
+
+
+BuyerKey = Annotated[Secret, AfterValidator(_check_buyer_key)]
+
+
+class BuyerDataSettings(BaseModel):
+    """The key that seals buyers' personal data in the store (sync/sealing.py)."""
+
+    model_config = MODEL_CONFIG
+
+    key: BuyerKey | None = Field(
+        default=None,
+        description="Secret reference to 32 random bytes, base64. Unset: a key is generated at "
+        "STATE_DIR/buyer-data.key on first start (set it explicitly when several instances "
+        "share one PostgreSQL store: they must all hold the same key).",
+    )
+    previous_keys: list[BuyerKey] = Field(
+        default_factory=list,
+        description="Older keys (secret references), only to open values sealed under them "
+        "until `channel-sync rotate-key` has re-sealed them.",
+    )
+
+
 class LoggingSettings(BaseModel):
     """Log level and format."""
 
@@ -358,6 +417,9 @@ class MainSettings(BaseSettings):
     )
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings, description="Data retention."
+    )
+    buyer_data: BuyerDataSettings = Field(
+        default_factory=BuyerDataSettings, description="Sealing of buyers' personal data."
     )
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
 

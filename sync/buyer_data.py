@@ -1,7 +1,8 @@
 """Buyers' personal data in the store: erased on request and after retention, facts kept.
 
-Personal data (name, address, e-mail, phone) lives only in `orders.ship_to`, and the buyer's
-identity (a hash, or the marketplace's relay address) in `orders.buyer_ref`. Erasing clears both
+Personal data (name, address, e-mail, phone) lives only in `orders.ship_to_sealed` (sealed,
+sync/sealing.py; `orders.ship_to` for a legacy plain value not yet sealed), and the buyer's
+identity (a hash) in `orders.buyer_ref`. Erasing clears them all, with the key id,
 and stamps `pii_erased_at`, so a later ingest of the same order does not bring the data back
 (ingest checks the stamp). Order ids, lines, money, dates and statuses stay: the seller's books
 need them and they identify no one.
@@ -23,6 +24,7 @@ lease: whichever comes second finds nothing left to erase.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
@@ -31,6 +33,7 @@ from connectors.base import OrderStatus
 from sync.db import Database
 from sync.models import Order
 from sync.reservations import lock_orders
+from sync.sealing import current_keyring, open_json, ship_to_context
 
 __all__ = [
     "DELIVERED_STATUSES",
@@ -39,6 +42,7 @@ __all__ = [
     "erase_where",
     "is_past_retention",
     "purge_buyer_data",
+    "ship_to_of",
 ]
 
 DELIVERED_STATUSES = (OrderStatus.SHIPPED, OrderStatus.CANCELLED)
@@ -46,6 +50,17 @@ DELIVERED_STATUSES = (OrderStatus.SHIPPED, OrderStatus.CANCELLED)
 
 PURGE_CHUNK = 500
 """Orders erased per transaction by the purge: short row locks beside a busy ingest."""
+
+
+def ship_to_of(order: Order) -> dict[str, Any] | None:
+    """The order's ship-to, opened (a legacy plain one as it is, until it is sealed).
+
+    Raises sync.sealing.SealingError (naming the key id, never the data) when it cannot open.
+    """
+    if order.ship_to_sealed is not None:
+        context = ship_to_context(order.channel_id, order.external_id)
+        return open_json(current_keyring(), order.ship_to_sealed, context)
+    return order.ship_to
 
 
 def erase_where(
@@ -104,7 +119,9 @@ def _erase(
     result = session.execute(
         update(Order)
         .where(Order.id.in_([order_id for order_id, _, _ in rows]), pending)
-        .values(ship_to=None, buyer_ref=None, pii_erased_at=now)
+        .values(
+            ship_to=None, ship_to_sealed=None, pii_key_id=None, buyer_ref=None, pii_erased_at=now
+        )
         .execution_options(synchronize_session=False)
     )
     count = getattr(result, "rowcount", 0)

@@ -1,5 +1,8 @@
 """The webhook inbox: raw deliveries persisted before the channel is answered, then processed.
 
+Bodies are stored sealed (sync/sealing.py, bound to their channel and delivery id) and opened
+with `delivery_body`: a raw order delivery holds the buyer's name and address.
+
 A receiver verifies a delivery, calls `record_delivery` and commits, and only then answers 200
 (durable before visible); `sync/http/commit_queue.py` records the deliveries that arrive together
 in one transaction. Channels deliver at least once, so the same delivery id can arrive
@@ -20,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sync.models import InboxState, WebhookDelivery, utcnow
+from sync.sealing import current_keyring, inbox_context
 
 MAX_ATTEMPTS = 5
 ERROR_MAX = 2000
@@ -39,13 +43,16 @@ def record_delivery(
         raise ValueError("a delivery needs the channel's delivery id to be deduplicated")
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # A delivery names its buyer (an order's address): only the sealed body is written.
+    keyring = current_keyring()
     stmt = (
         insert(WebhookDelivery)
         .values(
             channel_id=channel_id,
             delivery_id=delivery_id,
             topic=topic,
-            body=body,
+            body=keyring.seal(body, inbox_context(channel_id, delivery_id)),
+            key_id=keyring.current_id,
             state=InboxState.RECEIVED,
             attempts=0,
             received_at=now or utcnow(),
@@ -57,13 +64,31 @@ def record_delivery(
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
+def delivery_body(delivery: WebhookDelivery) -> bytes:
+    """The delivery's body as the channel sent it, opened (a legacy plain body as it is).
+
+    Raises sync.sealing.SealingError (naming the key id, never the body) when it cannot open.
+    """
+    if delivery.key_id is None:
+        return delivery.body
+    context = inbox_context(delivery.channel_id, delivery.delivery_id)
+    return current_keyring().open(delivery.body, context)
+
+
 def claim_deliveries(
     session: Session, limit: int, *, channel_id: int | None = None
 ) -> list[WebhookDelivery]:
-    """Received deliveries, oldest first, locked for this transaction (skipping others' rows)."""
+    """Received deliveries, oldest first, locked for this transaction (skipping others' rows).
+
+    Only deliveries this process can open: one sealed under a key it lacks (another instance's
+    generated key) is left for an instance that holds it.
+    """
+    openable = WebhookDelivery.key_id.is_(None) | WebhookDelivery.key_id.in_(
+        sorted(current_keyring().key_ids)
+    )
     query = (
         select(WebhookDelivery)
-        .where(WebhookDelivery.state == InboxState.RECEIVED)
+        .where(WebhookDelivery.state == InboxState.RECEIVED, openable)
         .order_by(WebhookDelivery.received_at, WebhookDelivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

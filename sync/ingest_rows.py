@@ -24,6 +24,7 @@ from sync.ledger_sql import ingest_write_statement, run_core
 from sync.models import Event, OrderLine, Reservation, utcnow
 from sync.models import Order as OrderRow
 from sync.reservations import forget_dirty_listings, mark_dirty, mark_dirty_params
+from sync.sealing import current_keyring, seal_ship_to
 
 LineRef = int | tuple[str, str]  # a stored line's id, or (order external id, external line id)
 
@@ -97,6 +98,7 @@ def _write_postgresql(
 ) -> Written:
     orders, lines, reservations = rows.orders, rows.lines, rows.reservations
     new_line = [r.line if isinstance(r.line, tuple) else (None, None) for r in reservations]
+    sealed_ship_to = [_sealed_ship_to(channel_id, o) for o in orders]
     params: dict[str, Any] = {
         "channel": channel_id,
         "now": utcnow(),
@@ -106,7 +108,8 @@ def _write_postgresql(
         "o_currency": [o.currency for o in orders],
         "o_total": [o.total.amount if o.total else None for o in orders],
         "o_is_reserving": [o.is_reserving for o in orders],
-        "o_ship_to": [json.dumps(_ship_to(o)) for o in orders],
+        "o_ship_to_sealed": [sealed for sealed, _ in sealed_ship_to],
+        "o_pii_key_id": [key for _, key in sealed_ship_to],
         "o_buyer_ref": [o.buyer_ref for o in orders],
         "o_created_at": [o.created_at for o in orders],
         "o_updated_at": [o.updated_at for o in orders],
@@ -161,7 +164,7 @@ def _insert_sqlite(session: Session, channel_id: int, rows: NewRows) -> dict[str
                     "currency": o.currency,
                     "total": o.total.amount if o.total else None,
                     "is_reserving": o.is_reserving,
-                    "ship_to": _ship_to(o),
+                    **_sealed_columns(channel_id, o),
                     "buyer_ref": o.buyer_ref,
                     "channel_created_at": o.created_at,
                     "channel_updated_at": o.updated_at,
@@ -221,5 +224,12 @@ def _insert_sqlite(session: Session, channel_id: int, rows: NewRows) -> dict[str
 _LINE_FIELDS = [f for f in dataclasses.fields(NewLine) if f.name != "order_external_id"]
 
 
-def _ship_to(order: Order) -> dict[str, Any] | None:
-    return dataclasses.asdict(order.ship_to) if order.ship_to else None
+def _sealed_columns(channel_id: int, order: Order) -> dict[str, Any]:
+    sealed, key_id = _sealed_ship_to(channel_id, order)
+    return {"ship_to_sealed": sealed, "pii_key_id": key_id}
+
+
+def _sealed_ship_to(channel_id: int, order: Order) -> tuple[bytes | None, str | None]:
+    """(sealed ship-to, key id): buyer data is never written in plain text."""
+    ship_to = dataclasses.asdict(order.ship_to) if order.ship_to else None
+    return seal_ship_to(current_keyring(), channel_id, order.external_id, ship_to)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     CursorResult,
     Executable,
     Integer,
+    LargeBinary,
     String,
     Text,
     TextClause,
@@ -253,14 +254,16 @@ FROM stored
 _WRITE_CTES = """
 WITH new_orders AS (
     INSERT INTO orders (channel_id, external_id, number, status, currency, total, is_reserving,
-                        is_oversold, ship_to, buyer_ref, channel_created_at, channel_updated_at,
-                        ingested_at, updated_at)
+                        is_oversold, ship_to_sealed, pii_key_id, buyer_ref,
+                        channel_created_at, channel_updated_at, ingested_at, updated_at)
     SELECT :channel, o.external_id, o.number, o.status, o.currency, o.total, o.is_reserving,
-           false, CAST(o.ship_to AS json), o.buyer_ref, o.created_at, o.updated_at, :now, :now
+           false, o.ship_to_sealed, o.pii_key_id, o.buyer_ref, o.created_at, o.updated_at,
+           :now, :now
     FROM unnest(:o_external_id, :o_number, :o_status, :o_currency, :o_total, :o_is_reserving,
-                :o_ship_to, :o_buyer_ref, :o_created_at, :o_updated_at) WITH ORDINALITY
-         AS o (external_id, number, status, currency, total, is_reserving, ship_to, buyer_ref,
-               created_at, updated_at, n)
+                :o_ship_to_sealed, :o_pii_key_id, :o_buyer_ref, :o_created_at, :o_updated_at)
+         WITH ORDINALITY
+         AS o (external_id, number, status, currency, total, is_reserving, ship_to_sealed,
+               pii_key_id, buyer_ref, created_at, updated_at, n)
     ORDER BY o.n
     RETURNING orders.id, orders.external_id
 ),
@@ -327,7 +330,8 @@ def ingest_write_statement() -> TextClause:
         bindparam("o_currency", type_=_STR_ARRAY),
         bindparam("o_total", type_=ARRAY(Money())),
         bindparam("o_is_reserving", type_=ARRAY(Boolean())),
-        bindparam("o_ship_to", type_=_TEXT_ARRAY),
+        bindparam("o_ship_to_sealed", type_=ARRAY(LargeBinary())),  # sync.sealing
+        bindparam("o_pii_key_id", type_=_STR_ARRAY),
         bindparam("o_buyer_ref", type_=_STR_ARRAY),
         bindparam("o_created_at", type_=ARRAY(UTCDateTime())),
         bindparam("o_updated_at", type_=ARRAY(UTCDateTime())),

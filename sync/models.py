@@ -183,8 +183,12 @@ class Order(Base):
     is_reserving: Mapped[bool] = mapped_column(Boolean, default=True)
     is_oversold: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     # Buyer data lives only here, so that erasure (eBay account deletion, Amazon's 30 days) is one
-    # update; a hash stands in for the buyer's identity wherever one is needed.
-    ship_to: Mapped[dict[str, Any] | None]
+    # update; a hash stands in for the buyer's identity wherever one is needed. The ship-to is
+    # sealed (sync/sealing.py) under the key `pii_key_id`; `ship_to` holds only what a store
+    # older than migration 0005 kept in plain text, until the daemon seals it (sync/rekey.py).
+    ship_to: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    ship_to_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    pii_key_id: Mapped[str | None] = mapped_column(String(32), index=True)
     buyer_ref: Mapped[str | None] = mapped_column(String(128), index=True)
     pii_erased_at: Mapped[datetime | None]
     channel_created_at: Mapped[datetime | None]
@@ -355,7 +359,9 @@ class WebhookDelivery(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
     delivery_id: Mapped[str] = mapped_column(String(255))
     topic: Mapped[str] = mapped_column(String(128))
+    # Sealed (sync/sealing.py) under the key `key_id`; NULL key_id: a plain body from before 0005.
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[InboxState] = mapped_column(
         _enum(InboxState, "inbox_state"), default=InboxState.RECEIVED
     )

@@ -1,7 +1,8 @@
 """Read models for the admin API: stock, orders and jobs as JSON, and the queries that page them.
 
 Buyer data stays out (DESIGN invariant 6): order lists carry no address and no buyer reference;
-one order shows only the ship-to country. Job payloads are left out for the same reason. Lists
+only one order's detail opens its sealed ship-to (the seller ships to it), and never shows the
+buyer reference. Job payloads are left out for the same reason. Lists
 page by keyset (an opaque cursor), so a page is cheap however deep and no row is seen twice.
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connectors.base import OrderStatus
+from sync.buyer_data import ship_to_of
 from sync.models import (
     Channel,
     JobState,
@@ -31,6 +33,7 @@ from sync.models import (
     StockLevel,
 )
 from sync.outbox import list_jobs
+from sync.sealing import SealingError
 
 JSON = dict[str, Any]
 DEFAULT_LIMIT = 100
@@ -256,13 +259,17 @@ def orders_page(session: Session, params: QueryParams) -> JSON:
 
 
 def order_detail(session: Session, order_id: int) -> JSON | None:
-    """One order with its lines and reservations; of the address, only the country."""
+    """One order with its lines, reservations and ship-to address (the seller ships to it)."""
     row = session.get(Order, order_id)
     if row is None:
         return None
     data = _order_json(row, channel_names(session))
-    country = (row.ship_to or {}).get("country_code")
-    data["ship_to"] = {"country_code": country} if row.ship_to is not None else None
+    try:
+        data["ship_to"] = ship_to_of(row)
+    except SealingError as err:
+        # The order's facts still answer; the message names the key id, never the data.
+        data["ship_to"] = None
+        data["ship_to_unavailable"] = str(err)
     data["reservations"] = [
         {
             "order_line_id": res.order_line_id,

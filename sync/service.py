@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from connectors.base import Connector
 from connectors.budgets import MetersDailyBudgets
@@ -29,6 +30,7 @@ from sync.fanout_worker import FanoutChannel, FanoutWorker
 from sync.health import ChannelHealth
 from sync.http.admin import AdminContext, create_admin_app
 from sync.http.commit_queue import CommitQueue
+from sync.http.read_timeout import quiet_disconnects, with_read_timeout
 from sync.http.webhook_receiver import create_receiver
 from sync.http.webhooks import create_webhook_app
 from sync.inbox_worker import InboxChannel, InboxWorker
@@ -40,10 +42,12 @@ from sync.polling import PollChannel
 from sync.push_policy import Coalescing
 from sync.pusher import PushChannel, StockPusher
 from sync.read_back import ShipmentReadBack, UnseenShipmentsCollector, lagging_channels
+from sync.rekey import seal_legacy
 from sync.reservations import StockRules
 from sync.retention import purge_expired
 from sync.scheduler import ScheduledChannel, Scheduler, SchedulerSettings
 from sync.sdnotify import Notifier
+from sync.sealing import Keyring, current_keyring, install_keyring
 from sync.single_instance import StoreInUseError, exclusive_store
 from sync.stock_push import ChannelStockPlan
 
@@ -61,6 +65,7 @@ class Listener:
     port: int
     tls_certfile: str | None = None  # both set: served over HTTPS
     tls_keyfile: str | None = None
+    read_timeout_s: float = 10.0  # a request must arrive whole within this (sync.http.read_timeout)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ class ServiceSettings:
     buyer_data_days: int = 30  # after delivery (Amazon's Data Protection Policy: <= 30)
     buyer_data_purge_every_s: float = 3600.0
     webhook_max_body_bytes: int = 1024 * 1024  # larger webhook bodies get 413
+    # Seals buyers' personal data (sync.sealing); installed for the process at start. None: the
+    # one already installed (a test, a library user).
+    buyer_keyring: Keyring | None = None
 
     @property
     def enabled_channels(self) -> frozenset[str]:
@@ -145,6 +153,22 @@ def bind(listener: Listener) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def server_config(listener: Listener, app: ASGIApp, *, graceful_s: float = 5.0) -> uvicorn.Config:
+    """How uvicorn serves `app` on `listener`: h11 with a per-request read deadline, no access
+    log or server header, `graceful_s` for open requests on shutdown."""
+    return uvicorn.Config(
+        quiet_disconnects(app),
+        http=with_read_timeout(listener.read_timeout_s),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=max(1, int(graceful_s)),
+        ssl_certfile=listener.tls_certfile,
+        ssl_keyfile=listener.tls_keyfile,
+    )
 
 
 class Service:
@@ -213,6 +237,7 @@ class Service:
         except SchemaOutOfDateError as exc:
             log.error("%s", exc)
             return 3
+        await asyncio.to_thread(self._seal_buyer_data)
         channel_ids = await asyncio.to_thread(self._register_channels)
         # Daily budgets metered here (eBay): seeded from the store before anything is sent.
         self.budgets = BudgetKeeper(
@@ -297,16 +322,7 @@ class Service:
             else:
                 self.webhooks_address = (host, port)
             server = _Server(
-                uvicorn.Config(
-                    app,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="off",
-                    server_header=False,
-                    timeout_graceful_shutdown=max(1, int(self.settings.drain_deadline_s)),
-                    ssl_certfile=listener.tls_certfile,
-                    ssl_keyfile=listener.tls_keyfile,
-                )
+                server_config(listener, app, graceful_s=self.settings.drain_deadline_s)
             )
             servers.append((listener, server, sock))
 
@@ -392,6 +408,21 @@ class Service:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(interval.total_seconds() / 2)
+
+    def _seal_buyer_data(self) -> None:
+        """Install the keyring; seal what a store older than migration 0005 kept in plain text."""
+        if self.settings.buyer_keyring is not None:
+            install_keyring(self.settings.buyer_keyring)
+        keyring = current_keyring()
+        log.info("buyer data sealed under key id %s", keyring.current_id)
+        done = seal_legacy(self.db, keyring)
+        if done.sealed_legacy_orders or done.sealed_legacy_inbox:
+            log.info(
+                "sealed buyer data kept in plain text by an older version: %d order(s), "
+                "%d webhook delivery(ies)",
+                done.sealed_legacy_orders,
+                done.sealed_legacy_inbox,
+            )
 
     def _register_channels(self) -> dict[str, int]:
         with self.db.session() as session:
@@ -593,6 +624,7 @@ class Service:
                     datetime.now(UTC),
                     inbox_days=self.settings.inbox_retention_days,
                     events_days=self.settings.events_retention_days,
+                    buyer_data_days=self.settings.buyer_data_days,
                 )
 
         inbox, events = await asyncio.to_thread(purge)

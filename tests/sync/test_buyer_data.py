@@ -26,7 +26,7 @@ from sqlalchemy import select, text, update
 
 from connectors.amazon.mapper import order_from_api
 from connectors.base import Address, Money, Order, OrderLine, OrderStatus
-from sync.buyer_data import erase_buyer, erase_where, purge_buyer_data
+from sync.buyer_data import erase_buyer, erase_where, purge_buyer_data, ship_to_of
 from sync.db import Database
 from sync.ingest import ChannelRef, ingest_orders
 from sync.models import Channel, Reservation, Sku, StockLevel
@@ -146,15 +146,8 @@ def _buyer_data(database: Database) -> dict[str, tuple[Any, Any, Any]]:
     """Per order: (ship_to, buyer_ref, pii_erased_at)."""
     with database.read_session() as session:
         return {
-            ext: (ship_to, ref, erased)
-            for ext, ship_to, ref, erased in session.execute(
-                select(
-                    OrderRow.external_id,
-                    OrderRow.ship_to,
-                    OrderRow.buyer_ref,
-                    OrderRow.pii_erased_at,
-                )
-            )
+            row.external_id: (ship_to_of(row), row.buyer_ref, row.pii_erased_at)
+            for row in session.scalars(select(OrderRow))
         }
 
 
@@ -364,13 +357,15 @@ def _personal(raw: Any) -> set[str]:
 
 
 def _store_text(database: Database) -> str:
-    """Every row of the tables an order touches, as text."""
+    """Every row of the tables an order touches, as text, with every ship-to opened."""
     with database.read_session() as session:
-        return "\n".join(
+        rows = [
             repr(row)
             for table in ("orders", "order_lines", "reservations", "events", "shipments")
             for row in session.execute(text(f"SELECT * FROM {table}"))  # noqa: S608 - fixed names
-        )
+        ]
+        opened = [repr(ship_to_of(order)) for order in session.scalars(select(OrderRow))]
+        return "\n".join(rows + opened)
 
 
 def test_amazon_buyer_data_lands_only_where_erasure_reaches(database: Database) -> None:

@@ -28,10 +28,12 @@ from connectors.ebay.webhook_handler import EbayWebhookHandler
 from connectors.ebay.webhooks import PublicKeyCache
 from connectors.errors import NotFoundError, RetryableError
 from sandbox.ebay import EbayOptions, EbaySandbox, create_app
+from sync.buyer_data import ship_to_of
 from sync.channels import register_channels
 from sync.db import Database
 from sync.http.webhook_receiver import create_receiver
 from sync.http.webhooks import create_webhook_app
+from sync.inbox import delivery_body
 from sync.inbox_worker import InboxChannel, InboxWorker
 from sync.ingest import ChannelRef
 from sync.models import Event, InboxState, WebhookDelivery
@@ -357,7 +359,7 @@ def personal(db: Database) -> dict[str, tuple[Any, Any, Any]]:
     """(ship_to, buyer_ref, pii_erased_at) by eBay order id."""
     with db.read_session() as session:
         return {
-            row.external_id: (row.ship_to, row.buyer_ref, row.pii_erased_at)
+            row.external_id: (ship_to_of(row), row.buyer_ref, row.pii_erased_at)
             for row in session.scalars(select(OrderRow))
         }
 
@@ -368,11 +370,14 @@ def everything_stored_about(db: Database, order_ids: set[str]) -> str:
         texts: list[str] = []
         for row in session.scalars(select(OrderRow).where(OrderRow.external_id.in_(order_ids))):
             texts.extend(repr(getattr(row, c.key)) for c in OrderRow.__table__.columns)
+            texts.append(repr(ship_to_of(row)))
             for line in row.lines:
                 texts.extend(repr(getattr(line, c.key)) for c in line.__table__.columns)
             events = session.scalars(select(Event).where(Event.order_id == row.id))
             texts.extend(repr(event.data) for event in events)
-        texts.extend(body.decode() for body in session.scalars(select(WebhookDelivery.body)))
+        texts.extend(
+            delivery_body(row).decode() for row in session.scalars(select(WebhookDelivery))
+        )
         return "\n".join(texts)
 
 

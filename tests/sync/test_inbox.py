@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from sync.db import Database
-from sync.inbox import claim_deliveries, mark_failed, mark_processed, record_delivery
+from sync.inbox import (
+    claim_deliveries,
+    delivery_body,
+    mark_failed,
+    mark_processed,
+    record_delivery,
+)
 from sync.models import Channel, InboxState, WebhookDelivery
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -26,7 +32,7 @@ def _channels(database: Database) -> tuple[int, int]:
 def _rows(database: Database) -> list[tuple[int, str, bytes, InboxState, int]]:
     with database.read_session() as session:
         return [
-            (row.channel_id, row.delivery_id, row.body, row.state, row.attempts)
+            (row.channel_id, row.delivery_id, delivery_body(row), row.state, row.attempts)
             for row in session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))
         ]
 
