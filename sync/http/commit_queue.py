@@ -105,7 +105,8 @@ class CommitQueue:
             ]
 
         try:
-            stored = self._db.transact(insert_all)
+            # Ahead of the engine's other writers: these requests wait for their answer.
+            stored = self._db.transact(insert_all, priority=True)
         except Exception as exc:  # every waiting request must hear of it, whatever it is
             log.error(
                 "webhook inbox: a group of %d deliveries was not committed (%s)",
