@@ -194,7 +194,35 @@ class FanoutWorker:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
+    def _has_due(self, channel: FanoutChannel) -> bool:
+        """Whether `_claim` could find anything: a due job of the channel, or an expired lease
+        (any job's, which `claim` reaps). A read: every ingest round wakes this worker, and a
+        write transaction to find nothing took SQLite's write lock from the webhook commits.
+        A job committed after this look wakes the worker again, so none waits past that."""
+        now = utcnow()
+        with self.db.read_session() as session:
+            due = session.scalar(
+                select(OutboxJob.id)
+                .where(
+                    OutboxJob.channel_id == channel.channel_id,
+                    OutboxJob.kind.in_(KINDS),
+                    OutboxJob.state == JobState.PENDING,
+                    OutboxJob.run_after <= now,
+                )
+                .limit(1)
+            )
+            if due is not None:
+                return True
+            expired = session.scalar(
+                select(OutboxJob.id)
+                .where(OutboxJob.state == JobState.RUNNING, OutboxJob.lease_until < now)
+                .limit(1)
+            )
+        return expired is not None
+
     def _claim(self, channel: FanoutChannel, limit: int) -> list[_Claimed]:
+        if not self._has_due(channel):
+            return []
         with self.db.session() as session:
             jobs = claim(
                 session,

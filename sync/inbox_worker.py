@@ -5,7 +5,8 @@ channel's received deliveries oldest first and asks the channel's webhook handle
 function of the body) what to do:
 
 - an order with its full state is ingested in the claiming transaction, which also marks the
-  delivery processed, so a crash leaves either both or neither;
+  delivery processed, so a crash leaves either both or neither; a channel's consecutive order
+  deliveries go to one `ingest_orders` call (each alone if the store refuses them together);
 - a listing hint marks that listing for a verifying push when the quantity the channel reported
   differs from what we believe it shows (our own pushes report what we believe: no echo loop);
 - an order to read again, or a revoked channel, needs a call outside the transaction: the
@@ -38,17 +39,21 @@ from connectors.webhook_handler import (
     MalformedDeliveryError,
     ReconcileListing,
     RevokeChannel,
+    WebhookAction,
     WebhookHandler,
 )
 from sync.buyer_data import erase_buyer
 from sync.db import Database
-from sync.inbox import claim_deliveries, mark_failed, mark_processed
+from sync.inbox import claim_deliveries, delivery_body, mark_failed, mark_processed
 from sync.ingest import ChannelRef, IngestResult, ingest_orders
 from sync.metrics import Metrics
 from sync.models import InboxState, Listing, WebhookDelivery, utcnow
 from sync.polling import note_ingest
+from sync.sealing import SealingError
 
 log = logging.getLogger(__name__)
+
+FETCH_CONCURRENCY = 4  # order reads in flight per channel; its rate limiter paces them anyway
 
 
 @dataclass(frozen=True)
@@ -156,9 +161,30 @@ class InboxWorker:
             log.info("channel %s: erased personal data of %d order(s)", name, count)
         if done.is_dirty:
             self.on_change()
-        for deferred in done.deferred:
-            await self._complete(deferred)
+        await self._complete_all(done.deferred)
         return done.processed + done.failed >= self.batch
+
+    async def _complete_all(self, deferred: Sequence[_Deferred]) -> None:
+        """Read the orders the round deferred, each channel apart and up to FETCH_CONCURRENCY
+        at a time: one by one, a channel's slow or rate-limited reads (a few notices a second,
+        each a round trip) held every channel's deliveries behind them. Each read still
+        commits alone (`_finish` locks its delivery), so nothing is acknowledged earlier."""
+        by_channel: dict[int, list[_Deferred]] = {}
+        for one in deferred:
+            by_channel.setdefault(one.channel_id, []).append(one)
+
+        async def channel_reads(items: list[_Deferred]) -> list[BaseException | None]:
+            slots = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+            async def one(item: _Deferred) -> None:
+                async with slots:
+                    await self._complete(item)
+
+            return await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+
+        outcomes = await asyncio.gather(*(channel_reads(i) for i in by_channel.values()))
+        for failure in (x for found in outcomes for x in found if isinstance(x, BaseException)):
+            raise failure  # to the supervisor in run(), once every read has ended
 
     # In the claiming transaction -------------------------------------------------------------
 
@@ -166,37 +192,115 @@ class InboxWorker:
         done = _Round()
         finished: list[int] = []
         for channel_id, channel in self.channels.items():
+            run: list[tuple[int, Order]] = []  # consecutive order deliveries, ingested together
             for row in claim_deliveries(session, self.batch, channel_id=channel_id):
                 done.claimed += 1
-                if self._apply(session, channel, row, done):
+                action = self._action(session, channel, row, done)
+                if action is None:
+                    continue  # failed and counted; it touched nothing but its own row
+                if isinstance(action, IngestOrder):
+                    run.append((row.id, action.order))
+                    continue
+                # Anything else waits for the orders before it: an erasure must follow the
+                # order it erases, a listing hint the sales that lowered our belief, as when
+                # each delivery was applied on its own.
+                finished += self._ingest_run(session, channel, run, done)
+                run = []
+                if self._apply(session, channel, row, action, done):
                     finished.append(row.id)
+            finished += self._ingest_run(session, channel, run, done)
         mark_processed(session, finished)
         done.processed += len(finished)
         return done
 
-    def _apply(
+    def _action(
         self, session: Session, channel: InboxChannel, row: WebhookDelivery, done: _Round
-    ) -> bool:
-        """Carry out one delivery's action; True when it is finished in this transaction."""
+    ) -> WebhookAction | None:
+        """What the delivery asks for; None when its body cannot be opened or read (counted)."""
         try:
-            action = channel.handler.map(row.topic, row.body)
+            body = delivery_body(row)
+        except SealingError as err:
+            # A key missing from the keyring: kept, counted, and retried once it is added.
+            mark_failed(session, row, f"body not opened: {err}")
+            done.failed += 1
+            return None
+        try:
+            return channel.handler.map(row.topic, body)
         except MalformedDeliveryError as err:
             self._give_up(session, channel, row, str(err))
             done.failed += 1
-            return False
-        if isinstance(action, IngestOrder):
+            return None
+
+    def _ingest_run(
+        self,
+        session: Session,
+        channel: InboxChannel,
+        run: Sequence[tuple[int, Order]],
+        done: _Round,
+    ) -> list[int]:
+        """Ingest consecutive order deliveries in one `ingest_orders` call; the ids finished.
+
+        Per delivery, the ingest's statements (look-up, ledger read, writes, oversold check)
+        and its savepoint were most of the daemon's CPU under webhook load; one call for the
+        run does them once. `ingest_orders` keeps the newest version of an order and skips
+        one not newer than the stored, so the outcome is the one of applying them in turn
+        (bar events and channel-count beliefs of versions a newer one in the run replaced, as
+        a poll page that saw only the newest would have recorded). If the store refuses the
+        run, the savepoint goes and each delivery is tried alone: a bad one fails by itself,
+        with its own reason, and the rest are stored.
+        """
+        if len(run) > 1:
             try:
                 with session.begin_nested():
-                    result = ingest_orders(session, channel.ref, [action.order])
+                    result = ingest_orders(session, channel.ref, [order for _, order in run])
             except (ValueError, LookupError) as err:
-                # The order is valid but the store refused it (a bug or a conflicting row): keep
-                # the delivery for another try, counted, rather than lose it.
-                mark_failed(session, row, f"ingest failed: {type(err).__name__}: {err}"[:500])
-                done.failed += 1
-                return False
-            done.ingests.append((channel.name, result))
-            done.is_dirty |= bool(result.dirty_channels)
-            return True
+                log.info(
+                    "channel %s: %d order deliveries refused together (%s); applying each alone",
+                    channel.name,
+                    len(run),
+                    type(err).__name__,
+                )
+            else:
+                self._note(done, channel, result)
+                return [delivery_id for delivery_id, _ in run]
+        return [
+            delivery_id
+            for delivery_id, order in run
+            if self._ingest_one(session, channel, delivery_id, order, done)
+        ]
+
+    def _ingest_one(
+        self, session: Session, channel: InboxChannel, delivery_id: int, order: Order, done: _Round
+    ) -> bool:
+        try:
+            with session.begin_nested():
+                result = ingest_orders(session, channel.ref, [order])
+        except (ValueError, LookupError) as err:
+            # The order is valid but the store refused it (a bug or a conflicting row): keep
+            # the delivery for another try, counted, rather than lose it.
+            row = session.get(WebhookDelivery, delivery_id)
+            if row is None:  # pragma: no cover - claimed and locked in this transaction
+                raise
+            mark_failed(session, row, f"ingest failed: {type(err).__name__}: {err}"[:500])
+            done.failed += 1
+            return False
+        self._note(done, channel, result)
+        return True
+
+    @staticmethod
+    def _note(done: _Round, channel: InboxChannel, result: IngestResult) -> None:
+        done.ingests.append((channel.name, result))
+        done.is_dirty |= bool(result.dirty_channels)
+
+    def _apply(
+        self,
+        session: Session,
+        channel: InboxChannel,
+        row: WebhookDelivery,
+        action: WebhookAction,
+        done: _Round,
+    ) -> bool:
+        """Carry out one delivery's other action; True when it is finished in this transaction."""
         if isinstance(action, ReconcileListing):
             done.is_dirty |= _hint_listing(session, channel.ref.id, action)
             return True
@@ -206,7 +310,7 @@ class InboxWorker:
         if isinstance(action, EraseBuyer):
             now = utcnow()
             count = sum(erase_buyer(session, channel.ref.id, r, now) for r in action.buyer_refs)
-            row.body = b"{}"  # the notification names the user: it goes with their data
+            row.body, row.key_id = b"{}", None  # it names the user: it goes with their data
             done.erased.append((channel.name, count))
             return True
         if isinstance(action, IgnoreDelivery):
