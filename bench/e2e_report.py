@@ -149,7 +149,9 @@ def print_report(figures: dict[str, Any], out: Path) -> None:
             f"{scale['startup_s']} s, RSS {start['rss_mb']} MB; full reconcile "
             f"{rec['seconds']} s (per channel {rec['by_channel_s']}, limit {rec['limit_s']} s; "
             f"estimate {scale.get('reconcile_estimate_s')}), calls {rec['calls']}; RSS after "
-            f"{after['rss_mb']} MB (peak {after['peak_rss_mb']} MB)"
+            f"{after['rss_mb']} MB (peak {after['peak_rss_mb']} MB); Shopify plan "
+            f"{scale.get('shopify_restore_rate')} points/s; /api/status meanwhile "
+            f"{rec.get('status_s')}"
         )
     console.print(
         f"{figures['cores']} cores, load average {figures['load_avg_start']} at start, "

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import ChannelListing
+from sync.listing_coverage import is_plain, plain_skus
 from sync.models import Listing, Sku, StockLevel
 from sync.stock_ops import ImportResult, apply_on_hand
 
@@ -29,7 +30,7 @@ class ListingsReport:
     channel: str
     bound: list[tuple[str, str]]  # (sku, listing ref), bound in the store
     unknown: list[tuple[str, str | None]]  # (listing ref, its SKU) the catalogue does not hold
-    missing: list[str]  # our plain SKUs no listing of the channel carries
+    missing: list[str]  # our plain SKUs (listing_coverage.is_plain) no listing carries
 
 
 def listings_report(
@@ -44,6 +45,7 @@ def listings_report(
         )
     )
     carried = {item.sku for item in listed if item.sku} | {sku for sku, _ in bound}
+    plain = set(session.scalars(plain_skus()))
     return ListingsReport(
         channel=channel,
         bound=bound,
@@ -51,7 +53,7 @@ def listings_report(
             ((item.listing_ref, item.sku) for item in listed if item.sku not in ours),
             key=lambda pair: pair[0],
         ),
-        missing=sorted(ours - carried - _bundles(session)),
+        missing=sorted(plain - carried),
     )
 
 
@@ -157,4 +159,5 @@ def _problem(
 
 
 def _bundles(session: Session) -> set[str]:
-    return set(session.scalars(select(Sku.sku).where(Sku.is_bundle.is_(True))))
+    """Our SKUs that are not plain (listing_coverage.is_plain: the one rule for both)."""
+    return set(session.scalars(select(Sku.sku).where(~is_plain())))

@@ -50,21 +50,41 @@ def enqueue(
     now: datetime | None = None,
 ) -> None:
     """Add a pending job, or replace the payload of the pending job with the same identity."""
+    enqueue_many(session, channel_id=channel_id, kind=kind, jobs=[(identity_key, payload)], now=now)
+
+
+def enqueue_many(
+    session: Session,
+    *,
+    channel_id: int,
+    kind: JobKind,
+    jobs: Sequence[tuple[str, dict[str, Any]]],
+    now: datetime | None = None,
+) -> None:
+    """`enqueue` for several (identity key, payload) jobs at once, in one statement run over
+    all their rows: a planning round of thousands of jobs holds the write lock for the time of
+    one executemany, not of thousands of statements built one by one. Identity keys must be
+    distinct within one call."""
+    if not jobs:
+        return
     now = now or utcnow()
-    values = {
-        "channel_id": channel_id,
-        "kind": kind,
-        "identity_key": identity_key,
-        "payload": payload,
-        "state": JobState.PENDING,
-        "attempts": 0,
-        "run_after": now,
-        "created_at": now,
-        "updated_at": now,
-    }
+    rows = [
+        {
+            "channel_id": channel_id,
+            "kind": kind,
+            "identity_key": identity_key,
+            "payload": payload,
+            "state": JobState.PENDING,
+            "attempts": 0,
+            "run_after": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for identity_key, payload in jobs
+    ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(OutboxJob).values(**values)
+    stmt = insert(OutboxJob)
     stmt = stmt.on_conflict_do_update(
         index_elements=[OutboxJob.identity_key],
         # A literal predicate: PostgreSQL matches it to the partial unique index only as written
@@ -78,7 +98,7 @@ def enqueue(
             "last_error": None,
         },
     )
-    session.execute(stmt)
+    session.execute(stmt, rows)
 
 
 def back_to_pending(session: Session, job: OutboxJob, *, run_after: datetime) -> bool:

@@ -5,42 +5,48 @@ lost); the listings the channel has, binding those whose SKU we know; and the qu
 listings against what we believe the channel shows (`listings.last_pushed_quantity`). A wrong
 belief is replaced by what the channel showed and the listing marked dirty, so the stock pusher
 sends the ledger's figure if the two differ: the repair goes through the one push path.
+
+Listings are read a page at a time and each page is compared and repaired in its own short
+transaction (sync/reconcile_listings.py), so a 100,000-listing channel neither sits in memory
+nor holds the store's write lock for longer than a page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
-from connectors.base import ChannelListing
 from connectors.errors import PermanentError
 from sync.db import Database
-from sync.listing_coverage import record_listings_checked
+from sync.listing_coverage import read_lacking, record_listings_checked
 from sync.metrics import Metrics
-from sync.models import JobState, Listing, OutboxJob, Sku, utcnow
+from sync.models import utcnow
 from sync.polling import (
     PollChannel,
     call_channel,
-    chunks,
     commit_page,
     fetch_page,
-    insert_for,
     note_ingest,
     read_checkpoint,
     read_only,
 )
-from sync.stock_push import STOCK_KEY
+from sync.reconcile_listings import (
+    READ_STOCK_CHUNK,
+    BoundSnapshot,
+    ListingTally,
+    apply_page,
+    bind_listings,
+    repair_drift,
+    unread_beliefs,
+)
+
+__all__ = ["ReconcileResult", "bind_listings", "reconcile"]
 
 log = logging.getLogger(__name__)
-
-READ_STOCK_CHUNK = 50
 
 
 @dataclass
@@ -58,122 +64,6 @@ class ReconcileResult:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
-
-
-def bind_listings(
-    session: Session, channel_id: int, listings: Sequence[ChannelListing]
-) -> list[tuple[str, str]]:
-    """Create a listing for each channel listing whose SKU we know and that is not bound yet.
-
-    Answers (sku, listing_ref) of the new bindings. What the channel shows becomes what we
-    believe it holds, and the listing is dirty, so the next planning round pushes the ledger's
-    figure if it differs. A binding made meanwhile elsewhere is left as it is.
-    """
-    wanted = {c.listing_ref: c for c in listings if c.sku}
-    if not wanted:
-        return []
-    known: set[str] = set()
-    bound: set[str] = set()
-    skus = sorted({c.sku for c in wanted.values() if c.sku})
-    for chunk in chunks(skus):
-        known.update(session.scalars(select(Sku.sku).where(Sku.sku.in_(chunk))))
-    for chunk in chunks(sorted(wanted)):
-        bound.update(
-            session.scalars(
-                select(Listing.external_ref).where(
-                    Listing.channel_id == channel_id, Listing.external_ref.in_(chunk)
-                )
-            )
-        )
-    insert = insert_for(session)
-    created = []
-    for ref, listing in sorted(wanted.items()):
-        if ref in bound or listing.sku not in known:
-            continue
-        shows = listing.quantity if listing.quantity is not None and listing.quantity >= 0 else None
-        done = session.scalar(
-            insert(Listing)
-            .values(
-                channel_id=channel_id,
-                sku=listing.sku,
-                external_ref=ref,
-                extra=dict(listing.extra) or None,
-                is_dirty=True,
-                last_pushed_quantity=shows,
-            )
-            .on_conflict_do_nothing(index_elements=[Listing.channel_id, Listing.external_ref])
-            .returning(Listing.id)
-        )
-        if done is not None:
-            created.append((str(listing.sku), ref))
-    return created
-
-
-@dataclass(frozen=True)
-class _Belief:
-    listing_id: int
-    ref: str
-    quantity: int | None
-    pushed_seq: int
-
-
-def bound_listings(session: Session, channel_id: int) -> list[_Belief]:
-    """Every listing bound on a channel with what we believe it shows, as of now."""
-    return [
-        _Belief(listing_id, ref, quantity, seq)
-        for listing_id, ref, quantity, seq in session.execute(
-            select(
-                Listing.id,
-                Listing.external_ref,
-                Listing.last_pushed_quantity,
-                Listing.last_pushed_seq,
-            )
-            .where(Listing.channel_id == channel_id)
-            .order_by(Listing.id)
-        )
-    ]
-
-
-def repair_drift(session: Session, beliefs: Sequence[_Belief], shows: Mapping[str, int]) -> int:
-    """Believe what the channel showed where it differs, and mark those listings dirty.
-
-    Skipped: a listing with a push pending or in flight (it is about to change anyway) and one
-    whose push landed after `beliefs` were read. Answers how many known beliefs were wrong.
-    """
-    by_id = {b.listing_id: b for b in beliefs if b.ref in shows}
-    if not by_id:
-        return 0
-    busy: set[str] = set()
-    for chunk in chunks(sorted(by_id)):
-        keys = [STOCK_KEY.format(listing_id=i) for i in chunk]
-        busy.update(
-            session.scalars(
-                select(OutboxJob.identity_key).where(
-                    OutboxJob.identity_key.in_(keys),
-                    OutboxJob.state.in_([JobState.PENDING, JobState.RUNNING]),
-                )
-            )
-        )
-    repairs = 0
-    for listing_id, belief in by_id.items():
-        if STOCK_KEY.format(listing_id=listing_id) in busy:
-            continue
-        actual = shows[belief.ref]
-        if actual == belief.quantity:
-            continue
-        changed = session.scalar(
-            update(Listing)
-            .where(Listing.id == listing_id, Listing.last_pushed_seq == belief.pushed_seq)
-            .values(
-                last_pushed_quantity=actual if actual >= 0 else None,
-                verify_belief=False,
-                is_dirty=True,
-            )
-            .returning(Listing.id)
-        )
-        if changed is not None and belief.quantity is not None:
-            repairs += 1
-    return repairs
 
 
 async def reconcile(
@@ -217,34 +107,12 @@ async def reconcile(
         cursor = page.next_cursor
     if should_stop():
         return result
-
-    beliefs = await asyncio.to_thread(read_only, db, lambda s: bound_listings(s, ref.id))
-    listed = await call_channel(
-        channel, "list_listings", metrics, channel.connector.list_listings()
-    )
-
-    def bind(session: Session) -> list[tuple[str, str]]:
-        record_listings_checked(session, ref.id, listed, utcnow())
-        return bind_listings(session, ref.id, listed)
-
-    bound = await asyncio.to_thread(db.transact, bind)
-    result.listings_bound = len(bound)
-    for sku, listing_ref in bound:
-        log.info("channel %s: bound listing %s to SKU %s", ref.name, listing_ref, sku)
-    shows = {c.listing_ref: c.quantity for c in listed if c.quantity is not None}
-    unread = [b.ref for b in beliefs if b.ref not in shows]
-    for start in range(0, len(unread), READ_STOCK_CHUNK):
-        chunk = unread[start : start + READ_STOCK_CHUNK]
-        shows.update(
-            await call_channel(channel, "read_stock", metrics, channel.connector.read_stock(chunk))
-        )
-    known = {b.ref for b in beliefs}
-    result.listings_checked = len(known.intersection(shows))
-    result.stock_drift = await asyncio.to_thread(
-        db.transact, lambda s: repair_drift(s, beliefs, shows)
-    )
-    if bound or result.stock_drift:
-        on_change()
+    tally = await _reconcile_listings(db, channel, metrics, on_change, should_stop)
+    if tally is None:
+        return result
+    result.listings_bound = tally.bound
+    result.listings_checked = tally.checked
+    result.stock_drift = tally.drift
     if metrics is not None:
         for kind, count in (
             ("order_missing", result.orders_missing),
@@ -264,3 +132,73 @@ async def reconcile(
             result.stock_drift,
         )
     return result
+
+
+async def _reconcile_listings(
+    db: Database,
+    channel: PollChannel,
+    metrics: Metrics | None,
+    on_change: Callable[[], None],
+    should_stop: Callable[[], bool],
+) -> ListingTally | None:
+    """The listing pass: each page of the channel's listings bound and repaired in a
+    transaction of its own, then the bound listings no page showed read by `read_stock`.
+    None when stopped between pages (what was committed stays)."""
+    ref = channel.ref
+    snapshot = await asyncio.to_thread(read_only, db, lambda s: BoundSnapshot.read(s, ref.id))
+    tally = ListingTally()
+    pages = channel.connector.listing_pages()
+    try:
+        while True:
+            if should_stop():
+                return None
+            try:
+                page = await call_channel(channel, "list_listings", metrics, anext(pages))
+            except StopAsyncIteration:
+                break
+            outcome = await asyncio.to_thread(
+                db.transact, lambda s, p=page: apply_page(s, ref.id, p, snapshot)
+            )
+            outcome.add_to(tally)
+            for sku, listing_ref in outcome.bound:
+                log.info("channel %s: bound listing %s to SKU %s", ref.name, listing_ref, sku)
+            if outcome.bound or outcome.drift:
+                on_change()
+    finally:
+        if isinstance(pages, AsyncGenerator):  # stopped early: let the connector clean up
+            await pages.aclose()
+    unread = snapshot.unseen_ids()
+    for start in range(0, len(unread), READ_STOCK_CHUNK):
+        if should_stop():
+            return None
+        ids = unread[start : start + READ_STOCK_CHUNK]
+        beliefs = await asyncio.to_thread(
+            read_only, db, lambda s, i=ids: unread_beliefs(s, i, snapshot)
+        )
+        shows = await call_channel(
+            channel, "read_stock", metrics, channel.connector.read_stock([b.ref for b in beliefs])
+        )
+        tally.checked += sum(1 for b in beliefs if b.ref in shows)
+        drift = await asyncio.to_thread(
+            db.transact, lambda s, b=beliefs, q=shows: repair_drift(s, b, q)
+        )
+        tally.drift += drift
+        if drift:
+            on_change()
+    # Our SKUs the channel lacks: an anti-join over the catalogue, read on a snapshot so the
+    # write lock is held only to add the event.
+    lacking = await asyncio.to_thread(read_only, db, lambda s: read_lacking(s, ref.id))
+    now = utcnow()
+    await asyncio.to_thread(
+        db.transact,
+        lambda s: record_listings_checked(
+            s,
+            ref.id,
+            listings=tally.listings,
+            without_sku=tally.without_sku,
+            unknown=tally.unknown_skus,
+            lacking=lacking,
+            now=now,
+        ),
+    )
+    return tally

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import PushOutcome, StockPushResult, StockTarget
 from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
-from sync.outbox import RetrySchedule, back_to_pending, complete, enqueue, fail
+from sync.outbox import RetrySchedule, back_to_pending, complete, enqueue_many, fail
 from sync.reservations import StockRules, channel_available
 
 STOCK_KEY = "stock:{listing_id}"
@@ -65,6 +65,7 @@ def plan_targets(
         available = channel_available(
             session, {lst.sku for lst in channel_listings}, plan.locations
         )
+        jobs: list[tuple[str, dict[str, Any]]] = []
         for listing in channel_listings:
             listing.is_dirty = False
             quantity = plan.rules.apply(available.get(listing.sku, 0))
@@ -75,21 +76,24 @@ def plan_targets(
             if quantity == told and not verify:
                 continue
             listing.target_seq += 1
-            enqueue(
-                session,
-                channel_id=channel_id,
-                kind=JobKind.STOCK,
-                identity_key=STOCK_KEY.format(listing_id=listing.id),
-                payload={
-                    "listing_id": listing.id,
-                    "listing_ref": listing.external_ref,
-                    "quantity": quantity,
-                    "seq": listing.target_seq,
-                    "extra": listing.extra or {},
-                },
-                now=now,
+            jobs.append(
+                (
+                    STOCK_KEY.format(listing_id=listing.id),
+                    {
+                        "listing_id": listing.id,
+                        "listing_ref": listing.external_ref,
+                        "quantity": quantity,
+                        "seq": listing.target_seq,
+                        "extra": listing.extra or {},
+                    },
+                )
             )
-            enqueued[channel_id] = enqueued.get(channel_id, 0) + 1
+        # One statement for the channel's jobs: thousands of dirty listings (a reconcile that
+        # found drift everywhere, a catalogue import) must not hold SQLite's write lock for
+        # minutes, which made every other writer fail with "database is locked".
+        enqueue_many(session, channel_id=channel_id, kind=JobKind.STOCK, jobs=jobs, now=now)
+        if jobs:
+            enqueued[channel_id] = len(jobs)
     session.flush()
     return enqueued
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -220,6 +220,11 @@ class EbayConnector:
     async def list_listings(self) -> Sequence[ChannelListing]:
         """Every listing in both worlds; each says its world in `extra["stock_api"]`."""
         return await self._listings.all()
+
+    async def listing_pages(self) -> AsyncIterator[Sequence[ChannelListing]]:
+        """The same listings, one API page at a time (see ListingReader.pages)."""
+        async for page in self._listings.pages():
+            yield page
 
     # Status out ------------------------------------------------------------------------------
 

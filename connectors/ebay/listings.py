@@ -8,7 +8,7 @@ left out there, so each listing is bound once, in the world that can revise it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from connectors.base import ChannelListing, InvalidValueError
@@ -39,25 +39,35 @@ class ListingReader:
 
     async def all(self) -> list[ChannelListing]:
         """Every listing of the account: Inventory-API items with offers, then Trading ones."""
-        inventory = await self.inventory_listings()
-        published = {
-            str(listing_id)
-            for listing in inventory
-            for listing_id in listing.extra.get("listing_ids") or ()
-        }
-        trading = [
-            listing
-            for listing in await self.trading_listings()
-            if listing.extra.get("item_id") not in published
-        ]
-        self.ending_at_zero = tuple(
-            listing.listing_ref for listing in trading if listing.extra.get("ends_at_zero")
-        )
-        return [*inventory, *trading]
+        return [listing async for page in self.pages() for listing in page]
+
+    async def pages(self) -> AsyncIterator[list[ChannelListing]]:
+        """Every listing of the account a page at a time: Inventory-API items with offers, then
+        Trading ones. Only the ids of listings published through the Inventory API are kept
+        across pages (to leave them out of the Trading pass), never the listings themselves."""
+        published: set[str] = set()
+        async for page in self.inventory_pages():
+            published.update(
+                str(listing_id)
+                for listing in page
+                for listing_id in listing.extra.get("listing_ids") or ()
+            )
+            yield page
+        ending: list[str] = []
+        async for found in self.trading_pages():
+            page = [listing for listing in found if listing.extra.get("item_id") not in published]
+            ending.extend(
+                listing.listing_ref for listing in page if listing.extra.get("ends_at_zero")
+            )
+            yield page
+        self.ending_at_zero = tuple(ending)
 
     async def inventory_listings(self) -> list[ChannelListing]:
         """The seller's inventory items, each with its published offers."""
-        listings: list[ChannelListing] = []
+        return [listing async for page in self.inventory_pages() for listing in page]
+
+    async def inventory_pages(self) -> AsyncIterator[list[ChannelListing]]:
+        """The seller's inventory items with their published offers, a page at a time."""
         offset = 0
         while True:
             body = await self._rest.get_json(
@@ -69,14 +79,17 @@ class ListingReader:
             with answer_shape(self._channel, "getInventoryItems"):
                 items = [i for i in body.get("inventoryItems") or () if isinstance(i, Mapping)]
                 total = body.get("total")
+            page: list[ChannelListing] = []
             for item in items:
                 offers = await self._offers(str(item.get("sku") or ""))
                 listing = listing_from_item(item, offers, self._marketplace_id)
                 if listing is not None:
-                    listings.append(listing)
+                    page.append(listing)
             offset += len(items)
+            if page:
+                yield page
             if not items or not isinstance(total, int) or offset >= total:
-                return listings
+                return
 
     async def _offers(self, sku: str) -> list[Mapping[str, Any]]:
         if not sku:
@@ -94,9 +107,22 @@ class ListingReader:
             return [offer for offer in body.get("offers") or () if isinstance(offer, Mapping)]
 
     async def trading_listings(self, wanted: set[str] | None = None) -> list[ChannelListing]:
-        """The active Trading listings (one per variation), page by page; with `wanted`, stop
-        once every ref in it was seen."""
+        """The active Trading listings (one per variation), page by page; with `wanted`, only
+        those in it, stopping once every one was seen."""
         listings: list[ChannelListing] = []
+        missing = set(wanted) if wanted is not None else None
+        async for found in self.trading_pages():
+            if missing is None:
+                listings.extend(found)
+                continue
+            listings.extend(listing for listing in found if listing.listing_ref in missing)
+            missing.difference_update(listing.listing_ref for listing in found)
+            if not missing:
+                break
+        return listings
+
+    async def trading_pages(self) -> AsyncIterator[list[ChannelListing]]:
+        """The active Trading listings (one per variation), one GetMyeBaySelling page at a time."""
         page = 1
         while True:
             answer = await self._trading.call(
@@ -105,10 +131,9 @@ class ListingReader:
             if answer.is_failure:
                 raise self._trading_error(answer)
             found, pages = trading_xml.listings_from_my_selling(answer)
-            listings.extend(found)
-            seen = {listing.listing_ref for listing in listings}
-            if page >= pages or (wanted is not None and wanted <= seen):
-                return listings
+            yield found
+            if page >= pages:
+                return
             page += 1
 
     def _trading_error(self, answer: trading_xml.TradingAnswer) -> Exception:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -124,6 +124,10 @@ class MemoryConnector:
                 for ref, qty in sorted(stock.items())
             ],
         )
+
+    async def listing_pages(self) -> AsyncIterator[Sequence[ChannelListing]]:
+        """The listings as one page: a memory channel is small, and one call keeps its counts."""
+        yield await self.list_listings()
 
     async def push_fulfillment(self, request: FulfillmentRequest) -> str:
         """Record a shipment; a resent key is deduped only if the channel is idempotent."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import InvalidOperation
@@ -122,14 +122,17 @@ class ReferenceConnector:
 
     async def list_listings(self) -> Sequence[ChannelListing]:
         """Every listing of the account, page after page."""
-        listings: list[ChannelListing] = []
+        return [listing async for page in self.listing_pages() for listing in page]
+
+    async def listing_pages(self) -> AsyncIterator[Sequence[ChannelListing]]:
+        """The account's listings, one API page at a time."""
         cursor: str | None = None
         while True:
             raw = await self._client.list_listings(cursor, self.page_size)
-            listings.extend(mapper.listing_from_raw(item) for item in raw["listings"])
+            yield [mapper.listing_from_raw(item) for item in raw["listings"]]
             cursor = raw.get("next_cursor") or None
             if cursor is None:
-                return listings
+                return
 
     async def push_fulfillment(self, request: FulfillmentRequest) -> str:
         """Record a shipment; its key goes along as Idempotency-Key (deduped only by an

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -229,6 +229,10 @@ class ShopifyConnector:
 
     async def list_listings(self) -> Sequence[ChannelListing]:
         """Every tracked variant's inventory item at the channel's Shopify location."""
+        return [listing async for page in self.listing_pages() for listing in page]
+
+    async def listing_pages(self) -> AsyncIterator[Sequence[ChannelListing]]:
+        """The tracked variants' inventory items at the channel's location, a page at a time."""
         locations = tuple(dict.fromkeys(self.settings.location_ids))
         if not locations:
             raise PermanentError(
@@ -245,7 +249,6 @@ class ShopifyConnector:
                 operation=const.VARIANTS.name,
             )
         (location,) = locations
-        listings: list[ChannelListing] = []
         after: str | None = None
         while True:
             data = await self.client.execute(
@@ -254,13 +257,16 @@ class ShopifyConnector:
             )
             with answer_shape(self.name, const.VARIANTS.name):
                 connection = data["productVariants"]
-                for node in connection["nodes"]:
-                    listing = payloads.listing_from_variant(node, location)
-                    if listing is not None:
-                        listings.append(listing)
-                if not connection["pageInfo"]["hasNextPage"]:
-                    return listings
-                after = str(connection["pageInfo"]["endCursor"])
+                page = [
+                    listing
+                    for node in connection["nodes"]
+                    if (listing := payloads.listing_from_variant(node, location)) is not None
+                ]
+                has_next = bool(connection["pageInfo"]["hasNextPage"])
+                after = str(connection["pageInfo"]["endCursor"]) if has_next else None
+            yield page
+            if after is None:
+                return
 
     # Status out ------------------------------------------------------------------------------
 
