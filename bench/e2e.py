@@ -30,7 +30,13 @@ arrival) is one, and rate r replays its first r x duration seconds' worth.
 
     .venv/bin/python bench/e2e.py [--quick] [--rates 1,10,50] [--duration 60,30,6] [--skus 200]
         [--intervals 15,5] [--compress 1,60] [--scale-skus 100000] [--scale-limit 240]
-        [--settle 180] [--seed 1] [--out DIR] [--keep]
+        [--shopify-restore-rate 100] [--scale-only] [--settle 180] [--seed 1] [--out DIR] [--keep]
+
+    The scale part alone: `--scale-only` (same as `--rates none`). A full reconcile at 100,000
+    SKUs is bound by the channels' published rates: Amazon's searchListingsItems pages 20
+    listings at 5 calls/s (5,000 pages: about 1,000 s); Shopify's variant pages cost 4 points a
+    variant against the plan's restore rate (Standard 100/s: about 4,000 s; Plus 1000/s: 400 s;
+    `--shopify-restore-rate` sets the sandbox's plan). `--scale-limit 1300` lets all finish.
 
 Defaults take about 8 minutes on 2 shared cores; `--quick` 2-3 (2,000 SKUs at scale).
 
@@ -57,6 +63,7 @@ import httpx
 from sqlalchemy import distinct, func, select
 
 from bench._common import percentiles
+from bench.e2e_breakdown import breakdown, print_breakdown
 from bench.e2e_replay import ReplayResult, replay
 from bench.e2e_report import draw_chart, print_report
 from bench.e2e_rig import Rig, all_calls, calls_between, reconcile_within, start_rig
@@ -77,11 +84,11 @@ from sync.models import OrderLine
 # Amazon's published patchListingsItem limit (connectors/amazon/const.py): pushing every sale to
 # Amazon as it happens, one listing per call, can be no faster than this bucket lets it.
 AMAZON_PATCH = (5.0, 5.0)
-# The call a reconcile pages the channel's listings with, and listings per call (as measured at
-# 5,000 SKUs: Shopify productVariants 100, Amazon searchListingsItems 20, eBay GetMyeBaySelling
-# 100 per call over its two passes).
+# The call a reconcile pages the channel's listings with, and listings per call: Shopify
+# productVariants 200 (connectors/shopify/const.py VARIANTS_PAGE), Amazon searchListingsItems 20,
+# eBay GetMyeBaySelling 100 per call over its two passes (as measured at 5,000 SKUs).
 LISTING_READS = {
-    "shopify": ("productVariants", 100),
+    "shopify": ("productVariants", 200),
     "amazon": ("searchListingsItems", 20),
     "ebay": ("GetMyeBaySelling", 100),
 }
@@ -150,6 +157,7 @@ def rate_figures(
         "oversold_orders_accepted": over_orders,
         "oversold_units": over_units,
         "amazon_patch_floor_s": seconds(token_bucket_lags(amazon_out, *AMAZON_PATCH)),
+        "breakdown": breakdown(rig.db, result.samples),
     }
 
 
@@ -192,13 +200,23 @@ def run_rates(args: argparse.Namespace, state: Path) -> dict[str, Any]:
 
 async def measure_reconcile(rig: Rig, skus: int, limit_s: float) -> dict[str, Any]:
     """One full reconcile of the three channels (concurrent): seconds per channel (None: not
-    done within `limit_s`) and the API calls each made meanwhile."""
+    done within `limit_s`) and the API calls each made meanwhile. Meanwhile `/api/status` is
+    read twice a second, as the live view does (its latency), and the daemon's memory once a
+    second (the largest VmRSS seen; VmHWM after covers any peak between samples)."""
     async with httpx.AsyncClient(timeout=30) as client:
         before = await all_calls(rig, client)
         started = time.monotonic()
-        per_channel = await reconcile_within(rig, limit_s)
+        watching = asyncio.create_task(watch_daemon(rig))
+        try:
+            per_channel = await reconcile_within(rig, limit_s)
+        finally:
+            watching.cancel()
+            watched = await asyncio.gather(watching, return_exceptions=True)
         spent = round(time.monotonic() - started, 2)
         calls = calls_between(before, await all_calls(rig, client))
+    status_s, rss_seen, status_failed = (
+        watched[0] if isinstance(watched[0], tuple) else ([], [], [])
+    )
     return {
         "skus": skus,
         "seconds": spent if None not in per_channel.values() else None,
@@ -206,7 +224,49 @@ async def measure_reconcile(rig: Rig, skus: int, limit_s: float) -> dict[str, An
         "calls": {c: calls[c]["total"] for c in CHANNELS},
         "calls_by_operation": {c: calls[c]["by_operation"] for c in CHANNELS},
         "limit_s": limit_s,
+        "status_s": seconds(status_s),
+        "status_failed": len(status_failed),
+        "rss_mb_max_sampled": max(rss_seen, default=None),
+        "rss_mb_timeline": rss_seen[:: max(1, len(rss_seen) // 20)],
     }
+
+
+async def watch_daemon(rig: Rig) -> tuple[list[float], list[float], list[float]]:
+    """Until cancelled: `/api/status` latencies (every 0.5 s), VmRSS samples (every 1 s), and
+    the seconds of status reads that failed (an error status or no answer within 30 s)."""
+    status_s: list[float] = []
+    rss: list[float] = []
+    failed: list[float] = []
+    result = (status_s, rss, failed)
+    async with rig.admin_client(timeout=30) as admin:
+        tick = 0
+        while True:
+            started = time.monotonic()
+            try:
+                if tick % 2 == 0:
+                    rss.append(rig.rss_mb()["rss_mb"])
+                tick += 1
+                try:
+                    answer = await admin.get("/api/status")
+                except httpx.HTTPError:
+                    failed.append(time.monotonic() - started)
+                else:
+                    elapsed = time.monotonic() - started
+                    (status_s if answer.status_code == 200 else failed).append(elapsed)
+                await asyncio.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+            except asyncio.CancelledError:
+                return result
+
+
+def set_shopify_restore_rate(rig: Rig, restore_rate: float) -> None:
+    """Give the Shopify sandbox's cost bucket a plan's figures (CHANNELS.md: Standard 100
+    points/s, Advanced 200, Plus 1000; the bucket holds 20 s of restore)."""
+    answer = httpx.post(
+        rig.control("shopify", "/bucket"),
+        json={"restore_rate": restore_rate, "maximum_available": restore_rate * 20},
+        timeout=10,
+    )
+    answer.raise_for_status()
 
 
 def estimate_reconcile(big: dict[str, Any]) -> dict[str, float | None]:
@@ -233,6 +293,9 @@ def run_scale(args: argparse.Namespace, state: Path) -> dict[str, Any]:
     say(f"scale: {args.scale_skus} SKUs on three channels ...")
     with start_rig(state / "scale", products, limit_s=args.scale_limit, prebind=True) as rig:
         figures: dict[str, Any] = {"skus": args.scale_skus, **rig.timings}
+        if args.shopify_restore_rate:
+            set_shopify_restore_rate(rig, args.shopify_restore_rate)
+        figures["shopify_restore_rate"] = args.shopify_restore_rate or 100.0
         figures["rss_after_start"] = rig.rss_mb()
         figures["reconcile"] = asyncio.run(
             measure_reconcile(rig, args.scale_skus, args.scale_limit)
@@ -264,6 +327,8 @@ def summary_line(figures: dict[str, Any]) -> dict[str, Any]:
         "rss_mb_100k": (scale.get("rss_after_reconcile") or {}).get("rss_mb"),
         "peak_rss_mb_100k": (scale.get("rss_after_reconcile") or {}).get("peak_rss_mb"),
         "startup_s_100k": scale.get("startup_s"),
+        "idle_rss_mb_100k": (scale.get("rss_after_start") or {}).get("rss_mb"),
+        "status_p99_s_100k": ((scale.get("reconcile") or {}).get("status_s") or {}).get("p99"),
         "reconcile_s_100k": scale.get("reconcile_s"),
         "reconcile_estimate_s_100k": scale.get("reconcile_estimate_s"),
         "scale_skus": scale.get("skus"),
@@ -301,6 +366,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--scale-limit", type=float, default=240.0, help="seconds for the reconcile at scale"
     )
+    parser.add_argument(
+        "--shopify-restore-rate",
+        type=float,
+        default=None,
+        help="scale: the Shopify plan's points/s (Standard 100, the default; Plus 1000)",
+    )
+    parser.add_argument("--scale-only", action="store_true", help="only the scale run")
     parser.add_argument("--settle", type=float, default=180.0, help="seconds to wait per rate")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bench-e2e")
@@ -311,6 +383,8 @@ def parse_args() -> argparse.Namespace:
         args.scale_skus = min(args.scale_skus, 2_000)
         args.scale_limit = min(args.scale_limit, 45.0)
         args.settle = min(args.settle, 60.0)
+    if args.scale_only:
+        args.rates = "none"
     args.rates = [float(r) for r in args.rates.split(",") if r not in ("", "none")]
     durations = [float(d) for d in args.duration.split(",")]
     args.durations = durations * len(args.rates) if len(durations) == 1 else durations
@@ -348,6 +422,8 @@ def main() -> None:
     (args.out / "e2e.json").write_text(json.dumps(line, indent=2) + "\n")
     draw_chart(figures, args.out / "e2e.png")
     print_report(figures, args.out)
+    for rate, by_rate in figures["rates"].items():
+        print_breakdown(by_rate["breakdown"], rate)
     print(json.dumps(line))
 
 

@@ -9,6 +9,9 @@ SKU of the order at or below on hand minus the units accepted so far (floored at
 A sample is left out when Y itself sells one of those SKUs before the change shows (Y's own sale
 lowers Y's count, so the read could no longer tell the push from the sale), or when Y already
 showed the figure before the order (nothing to push). Both are counted.
+
+Each sample is also kept with wall-clock times and the marketplace's order id, so that
+bench/e2e_breakdown.py can say where its time went (ingest, planning, the push, the read).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from bench.e2e_breakdown import Sample
 from bench.e2e_rig import Rig, all_calls, calls_between, fetch_json
 from bench.e2e_trace import CHANNELS, TraceOrder, sku_name
 
@@ -37,6 +41,8 @@ class _Pending:
     origin: str
     placed: float
     targets: dict[str, int]
+    placed_wall: float = 0.0
+    order_ref: str | None = None
 
 
 @dataclass
@@ -58,6 +64,8 @@ class ReplayResult:
     settle_s: float | None = None
     final_mismatch: dict[str, int] = field(default_factory=dict)
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+    """Every sample with wall-clock times, for bench/e2e_breakdown.py."""
 
 
 class _Watch:
@@ -78,7 +86,13 @@ class _Watch:
             del waiting[key]
             result.excluded_own_sale[channel] += 1
 
-    def accepted(self, order: TraceOrder, answered: float, result: ReplayResult) -> None:
+    def accepted(
+        self,
+        order: TraceOrder,
+        answered: float,
+        result: ReplayResult,
+        order_ref: str | None = None,
+    ) -> None:
         """An order was accepted: a sample on each other channel."""
         for sku, qty in order.lines:
             self.sold[sku] += qty
@@ -93,7 +107,14 @@ class _Watch:
             if all(sku in shown and shown[sku] <= want for sku, want in targets.items()):
                 result.already_shown[channel] += 1
                 continue
-            waiting = _Pending(order.index, order.channel, answered, targets)
+            waiting = _Pending(
+                order.index,
+                order.channel,
+                answered,
+                targets,
+                placed_wall=time.time() - (time.monotonic() - answered),
+                order_ref=order_ref,
+            )
             self.pending[channel][order.index] = waiting
 
     def read(self, channel: str, shown: dict[str, int], at: float, result: ReplayResult) -> None:
@@ -110,6 +131,16 @@ class _Watch:
             result.latencies[channel].append(at - sample.placed)
             route = f"{sample.origin}>{channel}"
             result.by_route.setdefault(route, []).append(at - sample.placed)
+            result.samples.append(
+                Sample(
+                    origin=sample.origin,
+                    destination=channel,
+                    order_ref=sample.order_ref,
+                    placed=sample.placed_wall,
+                    seen=sample.placed_wall + (at - sample.placed),
+                    targets=sample.targets,
+                )
+            )
 
     def expected(self) -> dict[str, int]:
         """What every channel should end at, per SKU."""
@@ -191,11 +222,21 @@ async def _place(
     answered = time.monotonic()
     if answer.status_code in (200, 201):
         result.accepted.append(order)
-        watch.accepted(order, answered, result)
+        watch.accepted(order, answered, result, _order_ref(answer))
     elif answer.status_code == 409:
         result.refused[order.channel] += 1
     else:
         result.failed[order.channel] += 1
+
+
+def _order_ref(answer: httpx.Response) -> str | None:
+    """The marketplace's order id in a `POST /_sandbox/orders` answer (all three say order_id)."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    found = body.get("order_id") if isinstance(body, dict) else None
+    return str(found) if found is not None else None
 
 
 async def _poll(

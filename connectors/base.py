@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -122,6 +122,9 @@ class Order:
     # Parcels the channel knows of (the seller shipped in the marketplace's own admin, or ours
     # once pushed), with tracking: recorded here as shipments of channel origin.
     shipments: Sequence[ChannelShipment] = ()
+    # The channel told part of the order (Amazon's ORDER_CHANGE summary: status and lines, no
+    # prices, address or buyer): what it leaves out keeps what the store already holds.
+    is_partial: bool = False
 
     def __post_init__(self) -> None:
         if not self.external_id:
@@ -283,6 +286,10 @@ class Connector(Protocol):
 
     async def list_listings(self) -> Sequence[ChannelListing]:
         """Every listing of the account with its SKU and quantity: binding and onboarding."""
+
+    def listing_pages(self) -> AsyncIterator[Sequence[ChannelListing]]:
+        """The same listings as `list_listings`, one channel page at a time, so a reader of a
+        large catalogue holds one page, never the whole account."""
 
     async def push_fulfillment(self, request: FulfillmentRequest) -> str:
         """Record a shipment with tracking on the channel; answer the channel's fulfilment id."""

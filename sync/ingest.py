@@ -40,6 +40,7 @@ from sync.reservations import (
     lock_orders,
     recompute_oversold,
 )
+from sync.sealing import current_keyring, seal_ship_to
 
 
 @dataclass(frozen=True)
@@ -276,15 +277,26 @@ def _line_values(incoming: ChannelLine, ours: Collection[str]) -> dict[str, Any]
 
 
 def _copy_order(row: OrderRow, order: Order) -> None:
-    row.number = order.number
     row.status = order.status
     row.currency = order.currency
-    row.total = order.total.amount if order.total else None
     row.is_reserving = order.is_reserving
-    row.channel_created_at = order.created_at
     row.channel_updated_at = order.updated_at
+    if order.is_partial:
+        # A summary of a change (Amazon): status and lines only; the rest stays as last read.
+        row.number = order.number or row.number
+        row.channel_created_at = order.created_at or row.channel_created_at
+        return
+    row.number = order.number
+    row.total = order.total.amount if order.total else None
+    row.channel_created_at = order.created_at
     if row.pii_erased_at is None:
-        row.ship_to = dataclasses.asdict(order.ship_to) if order.ship_to else None
+        # Sealed, never plain (sync.sealing); a legacy plaintext ship-to goes with this write.
+        ship_to = dataclasses.asdict(order.ship_to) if order.ship_to else None
+        if row.ship_to is not None:
+            row.ship_to = None
+        row.ship_to_sealed, row.pii_key_id = seal_ship_to(
+            current_keyring(), row.channel_id, row.external_id, ship_to
+        )
         row.buyer_ref = order.buyer_ref
 
 
@@ -302,7 +314,8 @@ def _upsert_lines(
             by_id[incoming.external_line_id] = line
         else:
             for name, value in values.items():
-                setattr(line, name, value)
+                if not (order.is_partial and name == "unit_price" and value is None):
+                    setattr(line, name, value)
         seen.add(incoming.external_line_id)
     for external_line_id, line in by_id.items():
         if external_line_id not in seen:

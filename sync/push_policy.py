@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from connectors.base import Capabilities
 
@@ -128,3 +130,18 @@ class Arrivals:
         if self.waiting_since is not None:
             at = min(at, self.waiting_since + policy.max_linger_s)
         return at
+
+
+@runtime_checkable
+class StockClaimSizing(Protocol):
+    """A connector whose best batch depends on how many targets wait (Amazon: one patch per
+    listing at 5/s for a few, one feed for very many)."""
+
+    def stock_batch_size(self, due: int) -> int:
+        """Targets to hand over in one push when `due` are waiting."""
+        ...
+
+
+def claim_sizing(connector: object) -> Callable[[int], int] | None:
+    """The connector's batch sizing, if it has one (else its capabilities' maximum holds)."""
+    return connector.stock_batch_size if isinstance(connector, StockClaimSizing) else None

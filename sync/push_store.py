@@ -9,11 +9,12 @@ holds is handed back, to be recorded at the next step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import Capabilities, PushOutcome, StockPushResult, StockTarget
@@ -24,7 +25,7 @@ from connectors.errors import (
     RateLimitedError,
     UncertainOutcomeError,
 )
-from sync.models import JobKind, Listing, OutboxJob, utcnow
+from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
 from sync.outbox import RetrySchedule, claim, count_due, fail, release
 from sync.stock_push import (
     PushBatch,
@@ -33,6 +34,8 @@ from sync.stock_push import (
     prepare_batch,
     record_results,
 )
+
+log = logging.getLogger(__name__)
 
 AUTH_RETRY_S = 60.0
 OUTCOMES = ("applied", "conflicts", "rejected", "retried")
@@ -67,6 +70,11 @@ class Claimant:
     owner: str
     lease: timedelta
     retry: RetrySchedule
+    # Targets per batch given how many are due (`StockClaimSizing`); None: the capabilities'
+    # maximum. A channel whose small pushes are one call per listing at a paced rate (Amazon
+    # patches, 5/s) claims no more than it can send soon: targets claimed early go out stale
+    # and are pushed again, while those still pending take every newer figure for free.
+    batch_size: Callable[[int], int] | None = None
 
 
 def record_and_claim(
@@ -92,7 +100,7 @@ def record_and_claim(
     answered = [one for one in ours if one.error is None]
     failed = [one for one in ours if one.error is not None]
     for one in ([_merge(answered)] if answered else []) + failed:
-        done = _record(session, one, claimant.retry)
+        done = _record(session, one, claimant.retry, claimant.owner)
         for name in OUTCOMES:
             setattr(summary, name, getattr(summary, name) + getattr(done, name))
     batches, left = _claim(session, claimant, free=free, send_partial=send_partial)
@@ -107,6 +115,9 @@ def _claim(
     size = max(1, caps.max_stock_batch)
     if free <= 0:
         return [], 1  # unknown: the step after the next landing asks again
+    if claimant.batch_size is not None:
+        waiting = count_due(session, claimant.channel_id, JobKind.STOCK, free * size + 1)
+        size = max(1, min(size, claimant.batch_size(waiting)))
     wanted = free * size
     due = wanted
     if not send_partial:
@@ -146,10 +157,24 @@ def _claim(
     return batches, 1 if send_partial else max(1, due - taken)
 
 
-def _record(session: Session, landed: Landed, retry: RetrySchedule) -> PushOutcomeSummary:
+def _record(
+    session: Session, landed: Landed, retry: RetrySchedule, owner: str
+) -> PushOutcomeSummary:
     # Reload the claimed rows in this transaction (one query); the claim's session is closed.
     ids = [job.id for job in landed.batch.jobs]
     rows = {job.id: job for job in session.scalars(select(OutboxJob).where(OutboxJob.id.in_(ids)))}
+    lost = [
+        i
+        for i, job in enumerate(landed.batch.jobs)
+        if not _still_ours(rows.get(job.id), job, owner)
+    ]
+    if lost:
+        _unsettle(session, [landed.batch.jobs[i] for i in lost])
+        mine = [i for i in range(len(ids)) if i not in set(lost)]
+        if not mine:
+            return PushOutcomeSummary(retried=len(lost))
+        landed = _part(landed, mine)
+        ids = [job.id for job in landed.batch.jobs]
     jobs = [rows[i] for i in ids]
     if landed.error is not None:
         return _fail_batch(session, jobs, landed.error, retry)
@@ -169,6 +194,33 @@ def _record(session: Session, landed: Landed, retry: RetrySchedule) -> PushOutco
     summary = record_results(session, fresh, landed.results or [], schedule=retry)
     summary.retried += len(pairs) - len(kept)
     return summary
+
+
+def _still_ours(row: OutboxJob | None, claimed: OutboxJob, owner: str) -> bool:
+    """True while the job is running under the claim that sent this push. A call can outlast
+    its lease (a timeout plus the connector's retries): the job was then reaped, and it, or a
+    newer target for its listing, claimed and perhaps pushed and recorded since. This answer
+    may have reached the channel after that newer one, so it must not be recorded as the
+    channel's figure, nor settle a job that is no longer ours."""
+    return (
+        row is not None
+        and row.state is JobState.RUNNING
+        and row.lease_owner == owner
+        and row.attempts == claimed.attempts
+    )
+
+
+def _unsettle(session: Session, jobs: Sequence[OutboxJob]) -> None:
+    """A push answered after its claim was lost: what the channel shows is unknown (this late
+    write may have landed over a newer one), so forget the belief and plan the listing again;
+    the next push is a plain set of the current figure."""
+    listing_ids = [job.payload["listing_id"] for job in jobs]
+    forget_beliefs(session, listing_ids)
+    session.execute(update(Listing).where(Listing.id.in_(listing_ids)).values(is_dirty=True))
+    log.warning(
+        "%d stock push(es) answered after their lease ran out; re-planning those listings",
+        len(jobs),
+    )
 
 
 def _defer(session: Session, job: OutboxJob, reason: str, retry_after: float | None) -> None:

@@ -29,7 +29,7 @@ from connectors.errors import AuthError, ConnectorError, RetryableError
 from sync.db import Database
 from sync.metrics import Metrics
 from sync.outbox import RetrySchedule, has_open_work
-from sync.push_policy import Arrivals, Coalescing
+from sync.push_policy import Arrivals, Coalescing, claim_sizing
 from sync.push_store import OUTCOMES, Claimant, Landed, Step, record_and_claim
 from sync.stock_push import ChannelStockPlan, PushBatch, PushOutcomeSummary, plan_targets
 
@@ -287,6 +287,7 @@ class StockPusher:
             self.owner,
             self.lease,
             self.retry,
+            batch_size=claim_sizing(channel.connector),
         )
         with self._writing:
             return self.db.transact(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -222,6 +222,18 @@ class AmazonConnector:
         by_ref = {result.listing_ref: result for result in results}
         return [by_ref[target.listing_ref] for target in targets]
 
+    def stock_batch_size(self, due: int) -> int:
+        """Targets to take in one push when `due` wait (sync/push_policy.StockClaimSizing).
+
+        Above the feed threshold, everything (one feed). Below it, each listing is one patch at
+        patchListingsItem's 5/s: take only what the bucket sends at once. Targets claimed
+        further ahead would be sent seconds later with the figure of their claim, then sent
+        again with the newer one; left pending, each takes every newer figure and goes once.
+        """
+        if due > self.settings.feed_threshold:
+            return const.FEED_MAX_MESSAGES
+        return const.PATCH_CLAIM
+
     async def _patch_all(self, targets: Sequence[StockTarget]) -> list[StockPushResult]:
         slots = asyncio.Semaphore(const.PATCH_CONCURRENCY)
         refused: list[AuthError] = []
@@ -288,19 +300,24 @@ class AmazonConnector:
 
     async def list_listings(self) -> Sequence[ChannelListing]:
         """Every merchant-fulfilled listing of the seller (searchListingsItems, 20 a page)."""
-        listings: list[ChannelListing] = []
+        return [listing async for page in self.listing_pages() for listing in page]
+
+    async def listing_pages(self) -> AsyncIterator[Sequence[ChannelListing]]:
+        """The seller's merchant-fulfilled listings, one searchListingsItems page at a time."""
         token: str | None = None
         while True:
             body = await self._listings_page(token)
             with answer_shape(self.name, const.SEARCH_LISTINGS):
-                for item in body["items"]:
-                    listing = mapper.listing_from_item(item)
-                    if listing is not None:
-                        listings.append(listing)
+                page = [
+                    listing
+                    for item in body["items"]
+                    if (listing := mapper.listing_from_item(item)) is not None
+                ]
                 pagination = body.get("pagination") or {}
                 token = mapper.text(pagination.get("nextToken"))
+            yield page
             if token is None:
-                return listings
+                return
 
     async def _listings_page(self, token: str | None) -> dict[str, Any]:
         params: dict[str, str | int] = {

@@ -167,6 +167,7 @@ PRODUCT_TYPE = "PRODUCT"  # CHANNELS.md: the generic type a fulfillment_availabi
 FULFILLMENT_AVAILABILITY_PATH = "/attributes/fulfillment_availability"
 MERCHANT_CHANNEL_CODE = "DEFAULT"  # merchant-fulfilled stock; AMAZON_* is FBA, never ours to set
 PATCH_CONCURRENCY = 5  # patches in flight at once; the bucket (5/s, burst 5) paces them anyway
+PATCH_CLAIM = 5  # listings a patch-sized push takes: what the bucket (burst 5) sends at once
 FEED_THRESHOLD = 50
 """Default: a push of more listings than this goes as one JSON_LISTINGS_FEED, not patches."""
 FEED_MAX_MESSAGES = 25_000

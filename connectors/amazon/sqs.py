@@ -15,10 +15,10 @@ The caller (the daemon) runs, per channel with a queue:
     async with consumer:
         async for batch in consumer.batches():
             for item in batch:
-                if not inbox.seen(item.notice.notification_id):
-                    order = await connector.fetch_order(item.notice.order_id)
-                    ingest + record in the inbox, one transaction
-            await consumer.delete(batch)   # only after that commit
+                record the notice in the inbox (deduped by notification id)
+            commit, then: await consumer.delete(batch)   # only after that commit
+        the inbox worker then ingests the summary's order (complete summaries, see
+        mapper_notice.py) or reads the order with getOrder and ingests that
 
 The AWS client is aiobotocore (botocore's own retries for transient AWS errors, standard mode);
 its endpoint is configurable, so tests run it against moto's server on loopback.

@@ -6,6 +6,7 @@ import asyncio
 import math
 import random
 from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
 
@@ -18,11 +19,13 @@ from connectors.errors import (
 )
 from connectors.memory import MemoryConnector, MemoryMarketplace
 from sync.db import Database
-from sync.models import JobState
-from sync.outbox import RetrySchedule, list_jobs
+from sync.models import JobState, utcnow
+from sync.outbox import RetrySchedule, list_jobs, reap_expired
+from sync.push_store import Landed
 from sync.pusher import StockPusher
 from sync.reservations import StockRules
 from sync.stock_ops import set_stock
+from sync.stock_push import PushBatch
 from tests.sync.engine_harness import (
     IDLE_TIMEOUT_S,
     ChannelSpec,
@@ -475,3 +478,55 @@ def test_units_sold_unseen_down_to_zero_stay_sold_after_a_later_push(database: D
     asyncio.run(push_until_idle(store))
     assert _expected(store, "shop") == 3
     assert market.stock_of("S") == 3, f"pushes {market.pushes['S']}"
+
+
+def test_a_push_answered_after_its_lease_ran_out_does_not_become_the_channels_figure(
+    database: Database,
+) -> None:
+    """A call outlasts its lease (a timeout plus the connector's retries): the job is reaped, a
+    newer target is claimed, pushed and recorded, and only then does the old call write its
+    figure to the channel and come back. That late answer must not be taken as what the channel
+    shows: the listing is planned again and the channel ends at the current figure."""
+    store = _one_sku_store(database, ChannelSpec("ch"), on_hand=10)
+    channel = store.push_channels()[0]
+    market = store.channels["ch"].market
+    pusher = StockPusher(
+        database,
+        [channel],
+        lease=timedelta(seconds=30),
+        retry=RetrySchedule(base_s=0.01, cap_s=0.05, max_attempts=100),
+    )
+    plans = {channel.channel_id: channel.plan}
+    market.stock["S"] = 0
+
+    async def push(batch: PushBatch) -> Landed:
+        return Landed(batch, results=await channel.connector.push_stock(batch.targets))
+
+    async def scenario() -> None:
+        pusher._plan(plans)
+        (old,) = pusher._step(channel, [], free=1).batches  # S -> 10, claimed
+        assert [t.quantity for t in old.targets] == [10]
+        # The old call hangs past its lease: the job goes back, and the stock changes.
+        later = utcnow() + timedelta(seconds=60)
+        assert database.transact(lambda session: reap_expired(session, later)) == 1
+        _set_on_hand(database, "S", 7)
+        pusher._plan(plans)
+        (new,) = pusher._step(channel, [], free=1).batches
+        assert [t.quantity for t in new.targets] == [7]
+        pusher._step(channel, [await push(new)], free=0)
+        assert market.stock["S"] == 7
+        # Now the old call finally writes 10 over it, and answers "applied".
+        late = await push(old)
+        assert market.stock["S"] == 10
+        pusher._step(channel, [late], free=0)
+        # Taken as the channel's figure it would stay 10 for good; instead it is planned again.
+        stop = asyncio.Event()
+        running = asyncio.create_task(pusher.run(stop))
+        try:
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, IDLE_TIMEOUT_S)
+
+    asyncio.run(scenario())
+    assert market.stock["S"] == 7 == _expected(store, "ch")

@@ -173,3 +173,16 @@ async def test_the_latest_target_per_listing_wins_and_each_position_gets_a_resul
         ("A", 9),
         ("B", 2),
     ]
+
+
+def test_a_few_waiting_targets_are_taken_a_bucket_at_a_time_many_as_one_feed() -> None:
+    """Below the feed threshold a push takes what patchListingsItem's burst sends at once (the
+    rest wait pending, taking newer figures); above it, everything goes as one feed."""
+    amazon_us = connector(FakeAmazon(), feed_threshold=50)
+    assert (
+        amazon_us.stock_batch_size(1)
+        == const.PATCH_CLAIM
+        == const.RATE_LIMITS[const.PATCH_LISTING][1]
+    )
+    assert amazon_us.stock_batch_size(50) == const.PATCH_CLAIM
+    assert amazon_us.stock_batch_size(51) == const.FEED_MAX_MESSAGES

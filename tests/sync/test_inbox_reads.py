@@ -1,0 +1,128 @@
+"""Deliveries that need an order read (a notice naming the order) are read a few at a time per
+channel, each channel apart: a channel whose reads are slow or rate-limited (Amazon's getOrder at
+0.5/s) no longer holds the other channels' deliveries behind it, and every read still commits
+its delivery only once its order is in the store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from connectors.base import Capabilities, Order, OrderStatus
+from connectors.memory import MemoryConnector, MemoryMarketplace
+from connectors.webhook_handler import FetchOrder, VerifiedDelivery, WebhookAction
+from sync.db import Database
+from sync.inbox import record_delivery
+from sync.inbox_worker import FETCH_CONCURRENCY, InboxChannel, InboxWorker
+from sync.ingest import ChannelRef
+from sync.models import Channel, InboxState, WebhookDelivery
+from sync.models import Order as OrderRow
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+QUICK_NOTICES = 3 * FETCH_CONCURRENCY
+
+
+class NamesTheOrder:
+    """A handler whose every stored body is the id of an order to read."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> VerifiedDelivery:
+        raise AssertionError("not used: the deliveries are stored by the test")
+
+    def map(self, topic: str, body: bytes) -> WebhookAction:
+        return FetchOrder(body.decode())
+
+
+class Reader(MemoryConnector):
+    """Answers any order (no lines) once `open` is set; counts reads in flight."""
+
+    def __init__(self, name: str, open_: asyncio.Event) -> None:
+        super().__init__(MemoryMarketplace(), name=name, capabilities=Capabilities())
+        self.open = open_
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def fetch_order(self, external_id: str) -> Order:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.open.wait()
+            await asyncio.sleep(0.01)  # a round trip: reads overlap only if run together
+        finally:
+            self.in_flight -= 1
+        return Order(
+            external_id=external_id,
+            status=OrderStatus.OPEN,
+            currency="USD",
+            updated_at=T0,
+            lines=(),
+        )
+
+
+def _setup(database: Database) -> tuple[int, int]:
+    with database.session() as session:
+        slow, quick = Channel(name="slow", kind="memory"), Channel(name="quick", kind="memory")
+        session.add_all([slow, quick])
+        session.flush()
+        record_delivery(session, channel_id=slow.id, delivery_id="s-1", topic="t", body=b"S-1")
+        for n in range(QUICK_NOTICES):
+            record_delivery(
+                session,
+                channel_id=quick.id,
+                delivery_id=f"q-{n}",
+                topic="t",
+                body=f"Q-{n}".encode(),
+            )
+        return slow.id, quick.id
+
+
+def _states(database: Database, channel_id: int) -> list[InboxState]:
+    with database.read_session() as session:
+        return list(
+            session.scalars(
+                select(WebhookDelivery.state).where(WebhookDelivery.channel_id == channel_id)
+            )
+        )
+
+
+def _stored(database: Database, channel_id: int) -> set[str]:
+    with database.read_session() as session:
+        return set(
+            session.scalars(select(OrderRow.external_id).where(OrderRow.channel_id == channel_id))
+        )
+
+
+def test_a_slow_channel_does_not_hold_the_others_reads(database: Database) -> None:
+    slow_id, quick_id = _setup(database)
+
+    async def scenario() -> Reader:
+        held, free = asyncio.Event(), asyncio.Event()
+        free.set()
+        slow, quick = Reader("slow", held), Reader("quick", free)
+        worker = InboxWorker(
+            database,
+            [
+                InboxChannel(ChannelRef(slow_id, "slow"), NamesTheOrder(), slow),
+                InboxChannel(ChannelRef(quick_id, "quick"), NamesTheOrder(), quick),
+            ],
+        )
+        round_ = asyncio.create_task(worker.process_once())
+        deadline = asyncio.get_running_loop().time() + 20
+        while set(_states(database, quick_id)) != {InboxState.PROCESSED}:
+            assert asyncio.get_running_loop().time() < deadline, "quick reads waited on slow"
+            assert not round_.done()
+            await asyncio.sleep(0.01)
+        # The slow channel's notice is still unread: received, and its order not stored.
+        assert _states(database, slow_id) == [InboxState.RECEIVED]
+        assert _stored(database, slow_id) == set()
+        held.set()
+        await asyncio.wait_for(round_, 20)
+        return quick
+
+    quick = asyncio.run(scenario())
+    assert _states(database, slow_id) == [InboxState.PROCESSED]
+    assert _stored(database, slow_id) == {"S-1"}
+    assert _stored(database, quick_id) == {f"Q-{n}" for n in range(QUICK_NOTICES)}
+    assert 1 < quick.most_in_flight <= FETCH_CONCURRENCY
