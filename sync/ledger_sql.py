@@ -257,13 +257,12 @@ WITH new_orders AS (
                         is_oversold, ship_to_sealed, pii_key_id, buyer_ref,
                         channel_created_at, channel_updated_at, ingested_at, updated_at)
     SELECT :channel, o.external_id, o.number, o.status, o.currency, o.total, o.is_reserving,
-           false, o.ship_to_sealed, o.pii_key_id, o.buyer_ref, o.created_at, o.updated_at,
-           :now, :now
+           false, o.sealed, o.kid, o.buyer_ref, o.ca, o.ua, :now, :now
     FROM unnest(:o_external_id, :o_number, :o_status, :o_currency, :o_total, :o_is_reserving,
                 :o_ship_to_sealed, :o_pii_key_id, :o_buyer_ref, :o_created_at, :o_updated_at)
          WITH ORDINALITY
-         AS o (external_id, number, status, currency, total, is_reserving, ship_to_sealed,
-               pii_key_id, buyer_ref, created_at, updated_at, n)
+         AS o (external_id, number, status, currency, total, is_reserving, sealed, kid,
+               buyer_ref, ca, ua, n)
     ORDER BY o.n
     RETURNING orders.id, orders.external_id
 ),
