@@ -19,7 +19,13 @@ from sync.models import Channel, Listing, OutboxJob
 from sync.reservations import StockRules
 from tests.chaos.actors import Ledger
 from tests.chaos.rig import CHANNELS, Rig, retry_store
-from tests.sync.engine_harness import Snapshot, apply_rules, ledger_by_sku, live_units_by_sku
+from tests.sync.engine_harness import (
+    Snapshot,
+    apply_rules,
+    ledger_by_sku,
+    live_units_by_sku,
+    oversold_flag_problems,
+)
 
 
 @dataclass
@@ -189,22 +195,9 @@ def _judge_ledger(verdict: Verdict, snapshot: Snapshot) -> None:
         if ledger.get(sku, 0) != live.get(sku, 0):
             verdict.ledger_errors += 1
             verdict.note("ledger", f"{sku}: ledger {ledger.get(sku, 0)}, lines {live.get(sku, 0)}")
-    available = snapshot.available()
-    holders: dict[tuple[str, str], set[int]] = defaultdict(set)
-    places: dict[int, set[tuple[str, str]]] = defaultdict(set)
-    for res in snapshot.reservations:
-        if res.reserved > 0:
-            holders[(res.sku, res.location)].add(res.order_id)
-            places[res.order_id].add((res.sku, res.location))
-    flagged = {o.id for o in snapshot.orders.values() if o.is_oversold}
-    for place, units in available.items():
-        if units < 0 and not holders[place] & flagged:
-            verdict.oversold_flag_errors += 1
-            verdict.note("oversold", f"{place} at {units}, no holder flagged")
-    for order_id in flagged:
-        if not any(available.get(p, 0) < 0 for p in places.get(order_id, set())):
-            verdict.oversold_flag_errors += 1
-            verdict.note("oversold", f"order {order_id} flagged, every place covered")
+    for problem in oversold_flag_problems(snapshot):
+        verdict.oversold_flag_errors += 1
+        verdict.note("oversold", problem)
 
 
 def _judge_stock(

@@ -429,9 +429,9 @@ def check_ledger_matches_lines(snapshot: Snapshot) -> None:
     assert ledger_by_sku(snapshot) == live_units_by_sku(snapshot)
 
 
-def check_oversold_flags(snapshot: Snapshot) -> None:
-    """Invariant 3, second half: negative available only with an oversold order holding it; no
-    order flagged while every place it reserves is covered."""
+def oversold_flag_problems(snapshot: Snapshot) -> list[str]:
+    """Invariant 3, second half, as the places it fails: negative available only with an
+    oversold order holding it; no order flagged while every place it reserves is covered."""
     available = snapshot.available()
     holders: dict[tuple[str, str], set[int]] = defaultdict(set)
     reserves: dict[int, set[tuple[str, str]]] = defaultdict(set)
@@ -440,17 +440,25 @@ def check_oversold_flags(snapshot: Snapshot) -> None:
             holders[(res.sku, res.location)].add(res.order_id)
             reserves[res.order_id].add((res.sku, res.location))
     flagged = {order.id for order in snapshot.orders.values() if order.is_oversold}
-    for place, units in available.items():
-        if units < 0:
-            assert holders[place] & flagged, (
-                f"{place} is at {units} but no order holding it is flagged oversold"
-            )
+    problems = [
+        f"{place} is at {units} but no order holding it is flagged oversold"
+        for place, units in available.items()
+        if units < 0 and not holders[place] & flagged
+    ]
     for order_id in flagged:
         places = reserves.get(order_id, set())
-        assert any(available.get(p, 0) < 0 for p in places), (
-            f"order {order_id} is flagged oversold but every place it reserves is covered: "
-            f"{ {p: available.get(p, 0) for p in places} }"
-        )
+        if not any(available.get(p, 0) < 0 for p in places):
+            problems.append(
+                f"order {order_id} is flagged oversold but every place it reserves is covered: "
+                f"{ {p: available.get(p, 0) for p in places} }"
+            )
+    return problems
+
+
+def check_oversold_flags(snapshot: Snapshot) -> None:
+    """Invariant 3, second half (see `oversold_flag_problems`)."""
+    problems = oversold_flag_problems(snapshot)
+    assert not problems, "\n".join(problems)
 
 
 def check_orders_stored_once(
