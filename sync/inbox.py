@@ -15,7 +15,7 @@ up to `max_attempts` times and then left `failed` for an operator.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -76,9 +76,14 @@ def delivery_body(delivery: WebhookDelivery) -> bytes:
 
 
 def claim_deliveries(
-    session: Session, limit: int, *, channel_id: int | None = None
+    session: Session,
+    limit: int,
+    *,
+    channel_id: int | None = None,
+    excluding: Collection[int] = (),
 ) -> list[WebhookDelivery]:
-    """Received deliveries, oldest first, locked for this transaction (skipping others' rows).
+    """Received deliveries, oldest first, locked for this transaction (skipping others' rows
+    and the ids in `excluding`: those this process is working on outside a transaction).
 
     Only deliveries this process can open: one sealed under a key it lacks (another instance's
     generated key) is left for an instance that holds it.
@@ -95,6 +100,8 @@ def claim_deliveries(
     )
     if channel_id is not None:
         query = query.where(WebhookDelivery.channel_id == channel_id)
+    if excluding:
+        query = query.where(WebhookDelivery.id.not_in(sorted(excluding)))
     return list(session.scalars(query))
 
 

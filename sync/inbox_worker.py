@@ -11,7 +11,9 @@ function of the body) what to do:
   differs from what we believe it shows (our own pushes report what we believe: no echo loop);
 - an order to read again, or a revoked channel, needs a call outside the transaction: the
   delivery stays received while it is done and is marked processed after, so a crash in between
-  repeats the (idempotent) work;
+  repeats the (idempotent) work. These reads run beside the next rounds, not before them (a
+  read held 30 s by a channel that does not answer held every channel's deliveries as long);
+  the rounds leave the deliveries being read unclaimed, so each is read once at a time;
 - a buyer's account deletion erases the personal data of their orders (sync.buyer_data) in the
   claiming transaction, and empties the notification's own body (it names them); the log says
   how many orders, never whose;
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import or_, update
@@ -119,6 +121,11 @@ class InboxWorker:
         self.idle_s = idle_s
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Deliveries whose read is under way (claimed by no round meanwhile), per channel; a
+        # channel with `batch` of them waiting claims nothing more until some end.
+        self._reading: dict[int, set[int]] = {channel_id: set() for channel_id in self.channels}
+        self._reads: set[asyncio.Task[None]] = set()
+        self._slots: dict[int, asyncio.Semaphore] = {}
 
     def wake(self) -> None:
         """A delivery was committed: process it now; safe from any thread."""
@@ -135,7 +142,7 @@ class InboxWorker:
             while not stop.is_set():
                 self._wake.clear()
                 try:
-                    progressed = await self.process_once()
+                    progressed = await self._round()
                 except Exception:
                     # The supervisor: a store hiccup must not end webhook processing for good.
                     log.exception("webhook inbox round failed; retrying in %.1f s", self.idle_s)
@@ -149,51 +156,84 @@ class InboxWorker:
                 woken.cancel()
         finally:
             stopping.cancel()
+            # Reads still under way end here; their deliveries stay received for the next start.
+            for read in self._reads:
+                read.cancel()
+            await asyncio.gather(*self._reads, return_exceptions=True)
 
     async def process_once(self) -> bool:
-        """One round over every channel; True when a full batch was processed (more may wait)."""
+        """One round over every channel and the reads it started; True when a full batch was
+        processed (more may wait)."""
+        progressed = await self._round()
+        await self.settle()
+        return progressed
+
+    async def settle(self) -> None:
+        """Wait until every read the rounds started has ended (failures are logged)."""
+        while self._reads:
+            await asyncio.gather(*self._reads, return_exceptions=True)
+
+    async def _round(self) -> bool:
+        """Claim and apply each channel's deliveries, and start the reads they need without
+        waiting for them; True when a full batch was processed (more may wait)."""
         if not self.channels:
             return False
-        done = await asyncio.to_thread(self.db.transact, self._claim_and_apply)
+        reading = {channel_id: frozenset(ids) for channel_id, ids in self._reading.items()}
+        done = await asyncio.to_thread(
+            self.db.transact, lambda session: self._claim_and_apply(session, reading)
+        )
         for name, result in done.ingests:
             note_ingest(result, name, self.metrics)
         for name, count in done.erased:
             log.info("channel %s: erased personal data of %d order(s)", name, count)
         if done.is_dirty:
             self.on_change()
-        await self._complete_all(done.deferred)
+        for deferred in done.deferred:
+            self._start_read(deferred)
         return done.processed + done.failed >= self.batch
 
-    async def _complete_all(self, deferred: Sequence[_Deferred]) -> None:
-        """Read the orders the round deferred, each channel apart and up to FETCH_CONCURRENCY
-        at a time: one by one, a channel's slow or rate-limited reads (a few notices a second,
-        each a round trip) held every channel's deliveries behind them. Each read still
-        commits alone (`_finish` locks its delivery), so nothing is acknowledged earlier."""
-        by_channel: dict[int, list[_Deferred]] = {}
-        for one in deferred:
-            by_channel.setdefault(one.channel_id, []).append(one)
+    def _start_read(self, deferred: _Deferred) -> None:
+        """Read one deferred delivery's order in the background, up to FETCH_CONCURRENCY per
+        channel at a time (its rate limiter paces them anyway). Each read commits alone
+        (`_finish` locks its delivery), so nothing is acknowledged earlier."""
+        reading = self._reading[deferred.channel_id]
+        reading.add(deferred.delivery_id)
+        slots = self._slots.setdefault(deferred.channel_id, asyncio.Semaphore(FETCH_CONCURRENCY))
 
-        async def channel_reads(items: list[_Deferred]) -> list[BaseException | None]:
-            slots = asyncio.Semaphore(FETCH_CONCURRENCY)
-
-            async def one(item: _Deferred) -> None:
+        async def read() -> None:
+            try:
                 async with slots:
-                    await self._complete(item)
+                    await self._complete(deferred)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The supervisor of one read: the delivery stays received for a later round.
+                log.exception(
+                    "channel %s: reading webhook delivery %s failed",
+                    self.channels[deferred.channel_id].name,
+                    deferred.delivery_id,
+                )
+            finally:
+                reading.discard(deferred.delivery_id)
+                self.wake()  # its channel may claim again
 
-            return await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
-
-        outcomes = await asyncio.gather(*(channel_reads(i) for i in by_channel.values()))
-        for failure in (x for found in outcomes for x in found if isinstance(x, BaseException)):
-            raise failure  # to the supervisor in run(), once every read has ended
+        task = asyncio.create_task(read(), name=f"inbox-read-{deferred.delivery_id}")
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
 
     # In the claiming transaction -------------------------------------------------------------
 
-    def _claim_and_apply(self, session: Session) -> _Round:
+    def _claim_and_apply(self, session: Session, reading: Mapping[int, frozenset[int]]) -> _Round:
         done = _Round()
         finished: list[int] = []
         for channel_id, channel in self.channels.items():
+            being_read = reading.get(channel_id, frozenset())
+            if len(being_read) >= self.batch:
+                continue  # its reads are behind: claim more once some end
             run: list[tuple[int, Order]] = []  # consecutive order deliveries, ingested together
-            for row in claim_deliveries(session, self.batch, channel_id=channel_id):
+            for row in claim_deliveries(
+                session, self.batch, channel_id=channel_id, excluding=being_read
+            ):
                 done.claimed += 1
                 action = self._action(session, channel, row, done)
                 if action is None:

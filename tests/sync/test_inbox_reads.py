@@ -6,7 +6,7 @@ its delivery only once its order is in the store."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -43,8 +43,10 @@ class Reader(MemoryConnector):
         self.open = open_
         self.in_flight = 0
         self.most_in_flight = 0
+        self.reads: list[str] = []
 
     async def fetch_order(self, external_id: str) -> Order:
+        self.reads.append(external_id)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
@@ -126,3 +128,56 @@ def test_a_slow_channel_does_not_hold_the_others_reads(database: Database) -> No
     assert _stored(database, slow_id) == {"S-1"}
     assert _stored(database, quick_id) == {f"Q-{n}" for n in range(QUICK_NOTICES)}
     assert 1 < quick.most_in_flight <= FETCH_CONCURRENCY
+
+
+def test_a_read_that_hangs_holds_no_later_delivery(database: Database) -> None:
+    """The running worker does not wait for a round's reads before the next round: a read the
+    channel holds (a call timing out after 30 s) leaves the deliveries that arrive meanwhile, on
+    every channel and its own, to be processed; and the delivery being read is read once, not
+    again by each round that runs meanwhile."""
+    slow_id, quick_id = _setup(database)
+    held, free = asyncio.Event(), asyncio.Event()
+    free.set()
+    slow, quick = Reader("slow", held), Reader("quick", free)
+
+    async def until(what: str, check: Callable[[], bool]) -> None:
+        deadline = asyncio.get_running_loop().time() + 20
+        while not check():
+            assert asyncio.get_running_loop().time() < deadline, what
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        worker = InboxWorker(
+            database,
+            [
+                InboxChannel(ChannelRef(slow_id, "slow"), NamesTheOrder(), slow),
+                InboxChannel(ChannelRef(quick_id, "quick"), NamesTheOrder(), quick),
+            ],
+            idle_s=0.05,  # many rounds while the read hangs
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        await until("the quick notices", lambda: _stored(database, quick_id) == _quick())
+        # Later deliveries, on the quick channel and on the slow one, while S-1's read hangs.
+        with database.session() as session:
+            record_delivery(
+                session, channel_id=quick_id, delivery_id="q-late", topic="t", body=b"Q-late"
+            )
+            record_delivery(session, channel_id=slow_id, delivery_id="s-2", topic="t", body=b"S-2")
+        worker.wake()
+        await until("Q-late", lambda: "Q-late" in _stored(database, quick_id))
+        await until("S-2 read", lambda: "S-2" in slow.reads)
+        assert _stored(database, slow_id) == set()  # both reads held by the channel
+        held.set()
+        await until("the slow orders", lambda: _stored(database, slow_id) == {"S-1", "S-2"})
+        stop.set()
+        await asyncio.wait_for(running, 20)
+
+    asyncio.run(scenario())
+    assert sorted(slow.reads) == ["S-1", "S-2"]  # each read once, though rounds ran meanwhile
+    assert set(_states(database, slow_id)) == {InboxState.PROCESSED}
+    assert set(_states(database, quick_id)) == {InboxState.PROCESSED}
+
+
+def _quick() -> set[str]:
+    return {f"Q-{n}" for n in range(QUICK_NOTICES)}
