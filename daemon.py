@@ -595,6 +595,7 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
         admin_token=main.admin.token.reveal(),
         drain_deadline_s=main.shutdown.drain_deadline_s,
         auto_migrate=main.database.auto_migrate,
+        store_wait_s=main.database.start_wait_s,
         channels={
             name: ChannelSpec(
                 kind=ch.kind,

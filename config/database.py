@@ -61,6 +61,14 @@ class DatabaseSettings(BaseModel):
         default=False, description="Bring the schema up to date at start instead of refusing."
     )
     pool_size: int = Field(default=5, ge=1, description="Connections kept open (PostgreSQL).")
+    start_wait_s: float = Field(
+        default=45.0,
+        ge=0,
+        le=3600,
+        description="PostgreSQL: how long the daemon waits at start for a server that refuses "
+        "connections or is still recovering, before it exits 5 (under systemd's start timeout, "
+        "so that Restart= tries again).",
+    )
 
     @field_validator("url")
     @classmethod

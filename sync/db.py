@@ -207,6 +207,11 @@ class Database:
             session.connection()
             yield session
 
+    def ping(self) -> None:
+        """One round trip to the store (a new connection if the pool holds none)."""
+        with self.engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+
     @contextlib.contextmanager
     def read_session(self) -> Iterator[Session]:
         """One read-only snapshot; never commits. On SQLite a deferred BEGIN: it never waits.

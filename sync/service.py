@@ -50,6 +50,7 @@ from sync.sdnotify import Notifier
 from sync.sealing import Keyring, current_keyring, install_keyring
 from sync.single_instance import StoreInUseError, exclusive_store
 from sync.stock_push import ChannelStockPlan
+from sync.store_wait import EXIT_STORE_UNREACHABLE, StoreUnreachableError, wait_for_store
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class ServiceSettings:
     buyer_data_days: int = 30  # after delivery (Amazon's Data Protection Policy: <= 30)
     buyer_data_purge_every_s: float = 3600.0
     webhook_max_body_bytes: int = 1024 * 1024  # larger webhook bodies get 413
+    store_wait_s: float = 45.0  # PostgreSQL refusing or recovering at start (sync.store_wait)
     # Seals buyers' personal data (sync.sealing); installed for the process at start. None: the
     # one already installed (a test, a library user).
     buyer_keyring: Keyring | None = None
@@ -232,6 +234,16 @@ class Service:
             return EXIT_STORE_IN_USE
 
     async def _run(self) -> int:
+        try:
+            await wait_for_store(
+                self.db,
+                limit_s=self.settings.store_wait_s,
+                stop=self.stop_event,
+                on_wait=self.notifier.status,
+            )
+        except StoreUnreachableError as exc:
+            log.error("the store did not answer within %.0f s: %s", self.settings.store_wait_s, exc)
+            return EXIT_STORE_UNREACHABLE
         try:
             await asyncio.to_thread(ensure_schema, self.db, auto_migrate=self.settings.auto_migrate)
         except SchemaOutOfDateError as exc:

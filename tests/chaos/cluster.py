@@ -92,15 +92,7 @@ class PrivateCluster:
             *("-D", str(self.data)),
             *("-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-instructions"),
         )
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c max_connections=100 -c shared_buffers=32MB"
-        )
-        self._run(
-            "pg_ctl",
-            *("-D", str(self.data), "-l", str(self.root / "server.log")),
-            *("-o", options, "-w", "-t", "60", "start"),
-        )
+        self.resume()
         self._run(
             "createdb",
             *("-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", DATABASE),
@@ -116,6 +108,22 @@ class PrivateCluster:
             *("-m", "immediate", "-w", "-t", "60", "restart"),
         )
         self.restarts += 1
+
+    def stop(self) -> None:
+        """Stop the server cleanly (it refuses connections until `resume`)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def resume(self) -> None:
+        """Start the stopped server again, on the same port."""
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c max_connections=100 -c shared_buffers=32MB"
+        )
+        self._run(
+            "pg_ctl",
+            *("-D", str(self.data), "-l", str(self.root / "server.log")),
+            *("-o", options, "-w", "-t", "60", "start"),
+        )
 
     def keep_log(self, target: Path) -> None:
         """Copy the server's log to `target` (before `remove`)."""
