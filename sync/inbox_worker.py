@@ -82,6 +82,17 @@ class _Deferred:
 
 
 @dataclass
+class _Read:
+    """One call outside the transaction, and the deliveries it finishes: notices of one order
+    that came before the read started share it (its answer is newer than each of them)."""
+
+    channel_id: int
+    action: FetchOrder | RevokeChannel
+    delivery_ids: list[int]
+    started: bool = False
+
+
+@dataclass
 class _Round:
     """What one claiming transaction did (it may run again whole on a retry: no side effects)."""
 
@@ -126,6 +137,12 @@ class InboxWorker:
         self._reading: dict[int, set[int]] = {channel_id: set() for channel_id in self.channels}
         self._reads: set[asyncio.Task[None]] = set()
         self._slots: dict[int, asyncio.Semaphore] = {}
+        self._waiting_reads: dict[tuple[int, str], _Read] = {}  # order reads not yet started
+
+    @property
+    def being_read(self) -> int:
+        """Deliveries waiting for, or in, a read from their channel."""
+        return sum(len(ids) for ids in self._reading.values())
 
     def wake(self) -> None:
         """A delivery was committed: process it now; safe from any thread."""
@@ -194,27 +211,43 @@ class InboxWorker:
 
     def _start_read(self, deferred: _Deferred) -> None:
         """Read one deferred delivery's order in the background, up to FETCH_CONCURRENCY per
-        channel at a time (its rate limiter paces them anyway). Each read commits alone
-        (`_finish` locks its delivery), so nothing is acknowledged earlier."""
+        channel at a time (its rate limiter paces them anyway). A notice of an order whose read
+        waits for a slot joins that read: duplicates and a burst of one order's notices cost
+        one call, most under a backlog. Each read commits alone (`_finish` locks its
+        deliveries), so nothing is acknowledged earlier."""
         reading = self._reading[deferred.channel_id]
         reading.add(deferred.delivery_id)
+        action = deferred.action
+        key = (deferred.channel_id, action.external_id) if isinstance(action, FetchOrder) else None
+        waiting = self._waiting_reads.get(key) if key is not None else None
+        if waiting is not None and not waiting.started:
+            waiting.delivery_ids.append(deferred.delivery_id)
+            return
+        job = _Read(deferred.channel_id, action, [deferred.delivery_id])
+        if key is not None:
+            self._waiting_reads[key] = job
         slots = self._slots.setdefault(deferred.channel_id, asyncio.Semaphore(FETCH_CONCURRENCY))
 
         async def read() -> None:
             try:
                 async with slots:
-                    await self._complete(deferred)
+                    job.started = True
+                    if key is not None and self._waiting_reads.get(key) is job:
+                        del self._waiting_reads[key]
+                    await self._complete(job)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # The supervisor of one read: the delivery stays received for a later round.
+                # The supervisor of one read: its deliveries stay received for a later round.
                 log.exception(
-                    "channel %s: reading webhook delivery %s failed",
-                    self.channels[deferred.channel_id].name,
-                    deferred.delivery_id,
+                    "channel %s: reading webhook deliveries %s failed",
+                    self.channels[job.channel_id].name,
+                    job.delivery_ids,
                 )
             finally:
-                reading.discard(deferred.delivery_id)
+                if key is not None and self._waiting_reads.get(key) is job:
+                    del self._waiting_reads[key]
+                reading.difference_update(job.delivery_ids)
                 self.wake()  # its channel may claim again
 
         task = asyncio.create_task(read(), name=f"inbox-read-{deferred.delivery_id}")
@@ -371,12 +404,12 @@ class InboxWorker:
 
     # After the commit ------------------------------------------------------------------------
 
-    async def _complete(self, deferred: _Deferred) -> None:
-        channel = self.channels[deferred.channel_id]
-        action = deferred.action
+    async def _complete(self, job: _Read) -> None:
+        channel = self.channels[job.channel_id]
+        action = job.action
         if isinstance(action, RevokeChannel):
             await asyncio.to_thread(self.on_revoked, channel.name, action.reason)
-            await asyncio.to_thread(self._finish, deferred, None)
+            await asyncio.to_thread(self._finish, job, None)
             return
         if not self.is_callable(channel.name):
             return  # kept received: read once the channel's credentials work again
@@ -386,47 +419,55 @@ class InboxWorker:
             await asyncio.to_thread(self.on_revoked, channel.name, str(err))
             return
         except (NotFoundError, SkipRecordError) as err:
-            await asyncio.to_thread(self._fail, deferred, str(err), 1)
+            await asyncio.to_thread(self._fail, job, str(err), 1)
             return
         except ConnectorError as err:
-            await asyncio.to_thread(self._fail, deferred, str(err), None)
+            await asyncio.to_thread(self._fail, job, str(err), None)
             return
-        result = await asyncio.to_thread(self._finish, deferred, order)
+        result = await asyncio.to_thread(self._finish, job, order)
         if result is not None:
             note_ingest(result, channel.name, self.metrics)
             if result.dirty_channels:
                 self.on_change()
 
-    def _finish(self, deferred: _Deferred, order: Order | None) -> IngestResult | None:
-        channel = self.channels[deferred.channel_id]
+    def _finish(self, job: _Read, order: Order | None) -> IngestResult | None:
+        channel = self.channels[job.channel_id]
 
         def work(session: Session) -> IngestResult | None:
-            row = session.get(
-                WebhookDelivery, deferred.delivery_id, with_for_update=True, populate_existing=True
-            )
-            if row is None or row.state != InboxState.RECEIVED:
-                return None  # another instance finished it meanwhile
+            open_ = [
+                row.id
+                for row in (
+                    session.get(
+                        WebhookDelivery, delivery_id, with_for_update=True, populate_existing=True
+                    )
+                    for delivery_id in sorted(job.delivery_ids)
+                )
+                if row is not None and row.state == InboxState.RECEIVED
+            ]
+            if not open_:
+                return None  # another instance finished them meanwhile
             result = ingest_orders(session, channel.ref, [order]) if order is not None else None
-            mark_processed(session, [row.id])
+            mark_processed(session, open_)
             return result
 
         return self.db.transact(work)
 
-    def _fail(self, deferred: _Deferred, error: str, max_attempts: int | None) -> None:
+    def _fail(self, job: _Read, error: str, max_attempts: int | None) -> None:
         def work(session: Session) -> None:
-            row = session.get(WebhookDelivery, deferred.delivery_id)
-            if row is None:
-                return
-            if max_attempts is None:
-                mark_failed(session, row, error)
-            else:
-                mark_failed(session, row, error, max_attempts=max_attempts)
+            for delivery_id in job.delivery_ids:
+                row = session.get(WebhookDelivery, delivery_id)
+                if row is None:
+                    continue
+                if max_attempts is None:
+                    mark_failed(session, row, error)
+                else:
+                    mark_failed(session, row, error, max_attempts=max_attempts)
 
         self.db.transact(work)
         log.warning(
-            "channel %s: webhook delivery %s not processed: %s",
-            self.channels[deferred.channel_id].name,
-            deferred.delivery_id,
+            "channel %s: webhook deliveries %s not processed: %s",
+            self.channels[job.channel_id].name,
+            ", ".join(str(n) for n in job.delivery_ids),
             error,
         )
 

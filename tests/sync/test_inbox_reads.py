@@ -181,3 +181,69 @@ def test_a_read_that_hangs_holds_no_later_delivery(database: Database) -> None:
 
 def _quick() -> set[str]:
     return {f"Q-{n}" for n in range(QUICK_NOTICES)}
+
+
+def test_notices_of_one_order_waiting_for_a_read_share_it(database: Database) -> None:
+    """Duplicated notices, and several of one order, that wait while the channel's read slots
+    are busy cost one read: a read that starts after a notice was stored shows its change. A
+    notice stored after its order's read started gets a read of its own."""
+    with database.session() as session:
+        channel = Channel(name="busy", kind="memory")
+        session.add(channel)
+        session.flush()
+        channel_id = channel.id
+    held = asyncio.Event()
+    reader = Reader("busy", held)
+
+    def store(delivery_id: str, order_id: str) -> None:
+        with database.session() as session:
+            record_delivery(
+                session,
+                channel_id=channel_id,
+                delivery_id=delivery_id,
+                topic="t",
+                body=order_id.encode(),
+            )
+
+    async def until(what: str, check: Callable[[], bool]) -> None:
+        deadline = asyncio.get_running_loop().time() + 20
+        while not check():
+            assert asyncio.get_running_loop().time() < deadline, what
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        worker = InboxWorker(
+            database,
+            [InboxChannel(ChannelRef(channel_id, "busy"), NamesTheOrder(), reader)],
+            idle_s=0.05,
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        # Fill every read slot with other orders, then three notices of order X and two of Y.
+        for n in range(FETCH_CONCURRENCY):
+            store(f"busy-{n}", f"B-{n}")
+        await until("the slots busy", lambda: reader.in_flight == FETCH_CONCURRENCY)
+        for delivery_id, order_id in [("x-1", "X"), ("y-1", "Y"), ("x-2", "X"), ("x-3", "X")]:
+            store(delivery_id, order_id)
+        store("y-2", "Y")
+        worker.wake()
+        await until("the notices taken", lambda: worker.being_read == FETCH_CONCURRENCY + 5)
+        held.set()
+        await until("X and Y stored", lambda: _all_processed(database, channel_id))
+        assert (reader.reads.count("X"), reader.reads.count("Y")) == (1, 1)
+        # A notice of X stored after X's read: read again (its change may be after that read).
+        store("x-4", "X")
+        worker.wake()
+        await until("x-4 read", lambda: reader.reads.count("X") == 2)
+        await until("all processed", lambda: _all_processed(database, channel_id))
+        stop.set()
+        await asyncio.wait_for(running, 20)
+
+    asyncio.run(scenario())
+    assert sorted(reader.reads) == sorted(
+        [f"B-{n}" for n in range(FETCH_CONCURRENCY)] + ["X", "Y", "X"]
+    )
+
+
+def _all_processed(database: Database, channel_id: int) -> bool:
+    return set(_states(database, channel_id)) == {InboxState.PROCESSED}
