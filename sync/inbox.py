@@ -16,6 +16,7 @@ up to `max_attempts` times and then left `failed` for an operator.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -29,6 +30,19 @@ MAX_ATTEMPTS = 5
 ERROR_MAX = 2000
 
 
+_INSERT_ROWS = 250  # rows per INSERT: 8 parameters each, far under SQLite's 32,766
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A verified delivery to store: the channel's id for it, its topic, its raw body."""
+
+    channel_id: int
+    delivery_id: str
+    topic: str
+    body: bytes
+
+
 def record_delivery(
     session: Session,
     *,
@@ -39,29 +53,62 @@ def record_delivery(
     now: datetime | None = None,
 ) -> bool:
     """Store a verified delivery unless this channel already sent this delivery id; True if new."""
-    if not delivery_id:
-        raise ValueError("a delivery needs the channel's delivery id to be deduplicated")
+    return record_deliveries(session, [NewDelivery(channel_id, delivery_id, topic, body)], now=now)[
+        0
+    ]
+
+
+def record_deliveries(
+    session: Session, deliveries: Sequence[NewDelivery], *, now: datetime | None = None
+) -> list[bool]:
+    """Store verified deliveries, each unless its channel already sent its delivery id (or it
+    came earlier in `deliveries`); per delivery, True if it was new.
+
+    One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the webhook group commit's
+    statement, whose time holds every waiting request's 200 (a statement per delivery was a
+    fifth of the daemon's write-lock time at 200 deliveries/s)."""
+    for delivery in deliveries:
+        if not delivery.delivery_id:
+            raise ValueError("a delivery needs the channel's delivery id to be deduplicated")
+    if not deliveries:
+        return []
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # A delivery names its buyer (an order's address): only the sealed body is written.
     keyring = current_keyring()
-    stmt = (
-        insert(WebhookDelivery)
-        .values(
-            channel_id=channel_id,
-            delivery_id=delivery_id,
-            topic=topic,
-            body=keyring.seal(body, inbox_context(channel_id, delivery_id)),
-            key_id=keyring.current_id,
-            state=InboxState.RECEIVED,
-            attempts=0,
-            received_at=now or utcnow(),
+    received_at = now or utcnow()
+    stored: set[tuple[int, str]] = set()
+    for start in range(0, len(deliveries), _INSERT_ROWS):
+        chunk = deliveries[start : start + _INSERT_ROWS]
+        stmt = (
+            insert(WebhookDelivery)
+            .values(
+                [
+                    {
+                        "channel_id": d.channel_id,
+                        "delivery_id": d.delivery_id,
+                        "topic": d.topic,
+                        "body": keyring.seal(d.body, inbox_context(d.channel_id, d.delivery_id)),
+                        "key_id": keyring.current_id,
+                        "state": InboxState.RECEIVED,
+                        "attempts": 0,
+                        "received_at": received_at,
+                    }
+                    for d in chunk
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["channel_id", "delivery_id"])
+            .returning(WebhookDelivery.channel_id, WebhookDelivery.delivery_id)
         )
-        .on_conflict_do_nothing(index_elements=["channel_id", "delivery_id"])
-        .returning(WebhookDelivery.id)
-    )
-    # A concurrent insert of the same key waits for the other transaction, then does nothing.
-    return session.execute(stmt).scalar_one_or_none() is not None
+        # A concurrent insert of the same key waits for the other transaction, then does
+        # nothing; a key twice in the chunk is inserted by its first row only.
+        stored.update((row.channel_id, row.delivery_id) for row in session.execute(stmt))
+    answers = []
+    for delivery in deliveries:
+        key = (delivery.channel_id, delivery.delivery_id)
+        answers.append(key in stored)
+        stored.discard(key)  # a repeat later in the list is not new
+    return answers
 
 
 def delivery_body(delivery: WebhookDelivery) -> bytes:

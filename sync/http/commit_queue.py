@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from sync.db import Database
-from sync.inbox import record_delivery
+from sync.inbox import NewDelivery, record_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +92,14 @@ class CommitQueue:
         ordered = sorted(group, key=lambda item: (item.channel_id, item.delivery_id))
 
         def insert_all(session: Session) -> list[bool]:
-            # A delivery id twice in one group: the first insert stores it, the second finds it.
-            return [
-                record_delivery(
-                    session,
-                    channel_id=item.channel_id,
-                    delivery_id=item.delivery_id,
-                    topic=item.topic,
-                    body=item.body,
-                )
-                for item in ordered
-            ]
+            # A delivery id twice in one group: the first row stores it, the second finds it.
+            return record_deliveries(
+                session,
+                [
+                    NewDelivery(item.channel_id, item.delivery_id, item.topic, item.body)
+                    for item in ordered
+                ],
+            )
 
         try:
             # Ahead of the engine's other writers: these requests wait for their answer.

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from sync.db import Database
+from sync.inbox import NewDelivery as New
 from sync.inbox import (
     claim_deliveries,
     delivery_body,
     mark_failed,
     mark_processed,
+    record_deliveries,
     record_delivery,
 )
 from sync.models import Channel, InboxState, WebhookDelivery
@@ -55,6 +57,33 @@ def test_a_repeated_delivery_id_is_stored_once_per_channel(database: Database) -
         (shop, "d-1", b"first", InboxState.RECEIVED, 0),
         (market, "d-1", b"other", InboxState.RECEIVED, 0),
     ]
+
+
+def test_a_group_of_deliveries_is_stored_in_one_statement_each_id_once(
+    database: Database,
+) -> None:
+    """The group commit's insert: per delivery, new or not, in the group's order: an id stored
+    before, and an id twice in the group, are not new (the first body is kept)."""
+    shop, market = _channels(database)
+    with database.session() as session:
+        record_delivery(session, channel_id=shop, delivery_id="old", topic="t", body=b"old")
+    group = [
+        New(shop, "a", "t", b"a-1"),
+        New(shop, "old", "t", b"old-again"),
+        New(market, "a", "t", b"market-a"),
+        New(shop, "a", "t", b"a-2"),
+        New(shop, "b", "t", b"b"),
+    ]
+    with database.session() as session:
+        assert record_deliveries(session, group) == [True, False, True, False, True]
+    assert sorted((c, d, body) for c, d, body, _, _ in _rows(database)) == sorted(
+        [
+            (shop, "old", b"old"),
+            (shop, "a", b"a-1"),
+            (market, "a", b"market-a"),
+            (shop, "b", b"b"),
+        ]
+    )
 
 
 def test_two_threads_recording_the_same_id_at_once_store_one_row(database: Database) -> None:
