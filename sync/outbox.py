@@ -49,7 +49,8 @@ def enqueue(
     payload: dict[str, Any],
     now: datetime | None = None,
 ) -> None:
-    """Add a pending job, or replace the payload of the pending job with the same identity."""
+    """Add a pending job, or replace the payload of the pending job with the same identity
+    (which keeps its place in the queue, or becomes due now if it was waiting for a retry)."""
     enqueue_many(session, channel_id=channel_id, kind=kind, jobs=[(identity_key, payload)], now=now)
 
 
@@ -84,6 +85,7 @@ def enqueue_many(
     ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    earliest = func.least if dialect == "postgresql" else func.min  # SQLite's scalar min()
     stmt = insert(OutboxJob)
     stmt = stmt.on_conflict_do_update(
         index_elements=[OutboxJob.identity_key],
@@ -93,7 +95,10 @@ def enqueue_many(
         set_={
             "payload": stmt.excluded.payload,
             "attempts": 0,
-            "run_after": stmt.excluded.run_after,
+            # A replaced job keeps its place in the queue (a job in back-off is due now): when
+            # it went to the back, a listing that kept selling on a rate-limited channel
+            # (Amazon, 5 updates/s) waited behind every quieter one, again at each sale.
+            "run_after": earliest(OutboxJob.run_after, stmt.excluded.run_after),
             "updated_at": stmt.excluded.updated_at,
             "last_error": None,
         },

@@ -119,8 +119,39 @@ def test_enqueue_replaces_the_payload_of_the_pending_job(
     _enqueue(database, channel_id, "stock:2", {"quantity": 9})
     [job] = _jobs(database, "stock:1")
     assert (job.state, job.payload, job.attempts) == (JobState.PENDING, {"quantity": 3}, 0)
-    assert job.run_after == T0 + timedelta(seconds=1)
+    assert job.run_after == T0  # its place in the queue: before stock:2, enqueued after it
     assert [j.payload for j in _jobs(database, "stock:2")] == [{"quantity": 9}]
+    claimed = _claim(database, channel_id, now=T0 + timedelta(seconds=2))
+    assert [_job(database, i).identity_key for i in claimed] == ["stock:1", "stock:2"]
+
+
+def test_a_listing_that_keeps_changing_is_not_sent_to_the_back_of_the_queue(
+    database: Database, channel_id: int
+) -> None:
+    """A rate-limited channel sends one job at a time: the hot listing's job, replaced at each
+    sale, still goes before the jobs queued after it first, so it is not starved."""
+    _enqueue(database, channel_id, "stock:hot", {"quantity": 3})
+    for n in range(1, 4):
+        _enqueue(
+            database, channel_id, f"stock:quiet-{n}", {"quantity": 9}, now=T0 + timedelta(seconds=n)
+        )
+        _enqueue(
+            database, channel_id, "stock:hot", {"quantity": 3 - n}, now=T0 + timedelta(seconds=n)
+        )
+    [first_id] = _claim(database, channel_id, now=T0 + timedelta(seconds=5), limit=1)
+    first = _job(database, first_id)
+    assert (first.identity_key, first.payload) == ("stock:hot", {"quantity": 0})
+
+
+def test_a_job_waiting_for_a_retry_is_due_now_once_replaced(
+    database: Database, channel_id: int
+) -> None:
+    _enqueue(database, channel_id, "stock:1", {"quantity": 5})
+    [job_id] = _claim(database, channel_id)
+    assert _fail(database, job_id, "throttled", now=T0, retry_after=30) == JobState.PENDING
+    replaced_at = T0 + timedelta(seconds=2)
+    _enqueue(database, channel_id, "stock:1", {"quantity": 4}, now=replaced_at)
+    assert _claim(database, channel_id, now=replaced_at) == [job_id]
 
 
 def test_enqueue_keeps_working_on_a_long_lived_connection(
