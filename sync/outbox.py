@@ -10,7 +10,7 @@ expires; a worker that dies leaves it to be claimed again after that. PostgreSQL
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,8 +21,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
-
-AHEAD = timedelta(days=1)  # how far back a job put ahead of the queue is due from
 
 
 @dataclass(frozen=True)
@@ -63,13 +61,11 @@ def enqueue_many(
     kind: JobKind,
     jobs: Sequence[tuple[str, dict[str, Any]]],
     now: datetime | None = None,
-    ahead: Collection[str] = (),
 ) -> None:
     """`enqueue` for several (identity key, payload) jobs at once, in one statement run over
     all their rows: a planning round of thousands of jobs holds the write lock for the time of
     one executemany, not of thousands of statements built one by one. Identity keys must be
-    distinct within one call. The jobs whose keys are in `ahead` go before every job queued
-    normally (they are due since `AHEAD` before `now`): claims take the oldest due first."""
+    distinct within one call."""
     if not jobs:
         return
     now = now or utcnow()
@@ -81,7 +77,7 @@ def enqueue_many(
             "payload": payload,
             "state": JobState.PENDING,
             "attempts": 0,
-            "run_after": now - AHEAD if identity_key in ahead else now,
+            "run_after": now,
             "created_at": now,
             "updated_at": now,
         }

@@ -2,8 +2,7 @@
 
 Planning (in a store transaction) turns every dirty listing into the quantity its channel's rules
 give for the ledger now, drops it when that equals what the channel holds or is about to be told,
-and otherwise enqueues a stock job with a higher sequence number, replacing any pending one
-(which keeps its place in the queue). A listing selling out goes ahead of the queue.
+and otherwise enqueues a stock job with a higher sequence number, replacing any pending one.
 Pushing claims up to the connector's batch maximum of a channel's due stock jobs and sends them
 in one call. A listing's applied sequence only grows, and a job at or below it is dropped
 unsent, so no channel receives an older target after a newer one.
@@ -67,7 +66,6 @@ def plan_targets(
             session, {lst.sku for lst in channel_listings}, plan.locations
         )
         jobs: list[tuple[str, dict[str, Any]]] = []
-        sell_outs: set[str] = set()
         for listing in channel_listings:
             listing.is_dirty = False
             quantity = plan.rules.apply(available.get(listing.sku, 0))
@@ -78,14 +76,9 @@ def plan_targets(
             if quantity == told and not verify:
                 continue
             listing.target_seq += 1
-            key = STOCK_KEY.format(listing_id=listing.id)
-            if quantity == 0 and (told is None or told > 0):
-                # The one change that stops an oversell: ahead of the channel's queue, which on
-                # a rate-limited channel (Amazon, 5 updates/s) is seconds long at busy times.
-                sell_outs.add(key)
             jobs.append(
                 (
-                    key,
+                    STOCK_KEY.format(listing_id=listing.id),
                     {
                         "listing_id": listing.id,
                         "listing_ref": listing.external_ref,
@@ -98,14 +91,7 @@ def plan_targets(
         # One statement for the channel's jobs: thousands of dirty listings (a reconcile that
         # found drift everywhere, a catalogue import) must not hold SQLite's write lock for
         # minutes, which made every other writer fail with "database is locked".
-        enqueue_many(
-            session,
-            channel_id=channel_id,
-            kind=JobKind.STOCK,
-            jobs=jobs,
-            now=now,
-            ahead=sell_outs,
-        )
+        enqueue_many(session, channel_id=channel_id, kind=JobKind.STOCK, jobs=jobs, now=now)
         if jobs:
             enqueued[channel_id] = len(jobs)
     session.flush()

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.orm import Session
 
 from connectors.base import Capabilities, PushOutcome, StockPushResult, StockTarget
 from connectors.errors import (
@@ -20,13 +19,13 @@ from connectors.errors import (
 )
 from connectors.memory import MemoryConnector, MemoryMarketplace
 from sync.db import Database
-from sync.models import JobKind, JobState, utcnow
-from sync.outbox import RetrySchedule, claim, list_jobs, reap_expired
+from sync.models import JobState, utcnow
+from sync.outbox import RetrySchedule, list_jobs, reap_expired
 from sync.push_store import Landed
 from sync.pusher import StockPusher
 from sync.reservations import StockRules
 from sync.stock_ops import set_stock
-from sync.stock_push import PushBatch, plan_targets
+from sync.stock_push import PushBatch
 from tests.sync.engine_harness import (
     IDLE_TIMEOUT_S,
     ChannelSpec,
@@ -531,46 +530,3 @@ def test_a_push_answered_after_its_lease_ran_out_does_not_become_the_channels_fi
 
     asyncio.run(scenario())
     assert market.stock["S"] == 7 == _expected(store, "ch")
-
-
-def test_a_listing_selling_out_goes_ahead_of_the_channel_queue(database: Database) -> None:
-    """On a channel that takes one listing per call at a limited rate (Amazon), a queue forms
-    when many figures change at once; the listing going to 0, the one whose delay lets a buyer
-    take a unit that is gone, is sent first however late it was planned."""
-    skus = [f"S{n:02}" for n in range(10)]
-    spec = StoreSpec(
-        channels=(ChannelSpec("amazon", Capabilities(max_stock_batch=1, max_in_flight=1)),),
-        skus=[*skus, "Z"],
-        on_hand={(sku, "default"): 5 for sku in skus} | {("Z", "default"): 1},
-    )
-    store = build_store(database, spec)
-    asyncio.run(push_until_idle(store))  # the channel shows every figure
-
-    def sales(session: Session) -> None:
-        for sku in skus:  # planned first: lower listing ids
-            set_stock(session, sku, "default", 4)
-        set_stock(session, "Z", "default", 0)
-
-    database.transact(sales)
-    [channel] = store.push_channels()
-    database.transact(lambda s: plan_targets(s, {channel.channel_id: channel.plan}))
-    with database.session() as session:
-        [first] = claim(
-            session,
-            channel_id=channel.channel_id,
-            kinds=(JobKind.STOCK,),
-            limit=1,
-            owner="test",
-            lease=timedelta(seconds=60),
-        )
-        assert (first.payload["listing_ref"], first.payload["quantity"]) == ("Z", 0)
-        # The others keep the order they were planned in.
-        rest = claim(
-            session,
-            channel_id=channel.channel_id,
-            kinds=(JobKind.STOCK,),
-            limit=20,
-            owner="test",
-            lease=timedelta(seconds=60),
-        )
-        assert [job.payload["listing_ref"] for job in rest] == skus
