@@ -4,7 +4,6 @@ one line naming the refusal, not a traceback, so that systemd's Restart= tries a
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,27 +11,15 @@ from pathlib import Path
 import pytest
 
 from sync.store_wait import EXIT_STORE_UNREACHABLE
-from tests.chaos.cluster import PrivateCluster, cluster_unavailable_reason
+from tests.chaos.cluster import PrivateCluster, require_private_cluster
 from tests.support.daemon import Daemon, DaemonConfig, free_port, wait_for
 
 TOKEN = "test-admin-token-0123456789"
 
 
-def _required() -> bool:
-    return (
-        os.environ.get("CI", "").strip().lower() == "true"
-        or os.environ.get("CHANNEL_SYNC_REQUIRE_PG", "") == "1"
-    )
-
-
 @pytest.fixture
 def cluster() -> Iterator[PrivateCluster]:
-    reason = cluster_unavailable_reason()
-    if reason is not None:
-        message = f"no private PostgreSQL cluster to stop and start: {reason}"
-        if _required():
-            pytest.fail(f"{message} (CI=true or CHANNEL_SYNC_REQUIRE_PG=1: an error, not a skip)")
-        pytest.skip(message)
+    require_private_cluster("to stop and start")
     made = PrivateCluster()
     try:
         made.start()

@@ -147,3 +147,21 @@ def cluster_unavailable_reason() -> str | None:
     except ClusterUnavailableError as exc:
         return str(exc)
     return None
+
+
+def require_private_cluster(purpose: str) -> None:
+    """Skip the calling test when no private cluster can be made here, saying why; under
+    CI=true (or CHANNEL_SYNC_REQUIRE_PG=1) fail instead: there it must run."""
+    import pytest  # only tests call this; the chaos run's CLI does not need pytest loaded
+
+    reason = cluster_unavailable_reason()
+    if reason is None:
+        return
+    message = f"no private PostgreSQL cluster {purpose}: {reason}"
+    required = (
+        os.environ.get("CI", "").strip().lower() == "true"
+        or os.environ.get("CHANNEL_SYNC_REQUIRE_PG") == "1"
+    )
+    if required:
+        pytest.fail(f"{message} (CI=true or CHANNEL_SYNC_REQUIRE_PG=1: an error, not a skip)")
+    pytest.skip(message)

@@ -8,12 +8,11 @@ fails instead under CI=true or CHANNEL_SYNC_REQUIRE_PG=1.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.chaos.cluster import cluster_unavailable_reason
+from tests.chaos.cluster import require_private_cluster
 from tests.chaos.run import JSON_KEYS, ChaosPlan, report, run_chaos
 
 ORDERS = 60
@@ -21,22 +20,10 @@ KILLS = 3
 RATE = 3.0  # orders per second: 20 s of buying, the kills spread over it
 
 
-def _required() -> bool:
-    return (
-        os.environ.get("CI", "").strip().lower() == "true"
-        or os.environ.get("CHANNEL_SYNC_REQUIRE_PG") == "1"
-    )
-
-
 @pytest.mark.chaos
 @pytest.mark.timeout(420)
 def test_the_short_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
-    reason = cluster_unavailable_reason()
-    if reason is not None:
-        message = f"no private PostgreSQL cluster for the chaos run: {reason}"
-        if _required():
-            pytest.fail(f"{message} (CI=true or CHANNEL_SYNC_REQUIRE_PG=1: an error, not a skip)")
-        pytest.skip(message)
+    require_private_cluster("for the chaos run")
     lines: list[str] = []
     plan = ChaosPlan(orders=ORDERS, kills=KILLS, rate=RATE, seed=9, state_dir=tmp_path / "run")
     result = run_chaos(plan, say=lines.append)

@@ -140,12 +140,6 @@ def test_a_read_that_hangs_holds_no_later_delivery(database: Database) -> None:
     free.set()
     slow, quick = Reader("slow", held), Reader("quick", free)
 
-    async def until(what: str, check: Callable[[], bool]) -> None:
-        deadline = asyncio.get_running_loop().time() + 20
-        while not check():
-            assert asyncio.get_running_loop().time() < deadline, what
-            await asyncio.sleep(0.01)
-
     async def scenario() -> None:
         worker = InboxWorker(
             database,
@@ -205,12 +199,6 @@ def test_notices_of_one_order_waiting_for_a_read_share_it(database: Database) ->
                 body=order_id.encode(),
             )
 
-    async def until(what: str, check: Callable[[], bool]) -> None:
-        deadline = asyncio.get_running_loop().time() + 20
-        while not check():
-            assert asyncio.get_running_loop().time() < deadline, what
-            await asyncio.sleep(0.01)
-
     async def scenario() -> None:
         worker = InboxWorker(
             database,
@@ -243,6 +231,14 @@ def test_notices_of_one_order_waiting_for_a_read_share_it(database: Database) ->
     assert sorted(reader.reads) == sorted(
         [f"B-{n}" for n in range(FETCH_CONCURRENCY)] + ["X", "Y", "X"]
     )
+
+
+async def until(what: str, check: Callable[[], bool]) -> None:
+    """Poll `check` until true, failing with `what` after 20 s."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)
 
 
 def _all_processed(database: Database, channel_id: int) -> bool:
