@@ -151,6 +151,34 @@ class OrderPage:
 
 
 @dataclass(frozen=True)
+class OrderVersion:
+    """An order's id and when the channel last changed it, without the order."""
+
+    external_id: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class OrderVersionPage:
+    """One page of order versions, oldest change first, and where the next page starts."""
+
+    versions: Sequence[OrderVersion]
+    next_cursor: str | None = None
+
+
+@runtime_checkable
+class ReadsOrderVersions(Protocol):
+    """A connector that can list which orders changed, cheaply, before reading any in full
+    (Shopify: a page of ids costs a fraction of one order's query). The poller then reads only
+    the orders the store does not hold at that version, with `fetch_order`."""
+
+    async def fetch_order_versions(
+        self, updated_since: datetime, cursor: str | None
+    ) -> OrderVersionPage:
+        """Versions of the orders updated at or after `updated_since`, as `fetch_orders` pages."""
+
+
+@dataclass(frozen=True)
 class StockTarget:
     """Set `listing_ref` to `quantity`; with compare-and-swap, only if it now holds `expected`."""
 

@@ -21,12 +21,19 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from connectors.base import Connector, Order, OrderPage
-from connectors.errors import ConnectorError, PermanentError, RateLimitedError
+from connectors.base import Connector, Order, OrderVersion, ReadsOrderVersions
+from connectors.errors import (
+    ConnectorError,
+    NotFoundError,
+    PermanentError,
+    RateLimitedError,
+    SkipRecordError,
+)
 from sync.db import Database
 from sync.ingest import ChannelRef, IngestResult, ingest_orders
 from sync.metrics import Metrics
 from sync.models import Channel, ChannelState, PollCheckpoint, utcnow
+from sync.models import Order as OrderRow
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +186,7 @@ async def poll_orders(
     newest = since
     while not should_stop():
         try:
-            page = await fetch_page(channel, since, cursor, metrics)
+            page = await fetch_page(channel, since, cursor, metrics, db)
         except PermanentError:
             if cursor is None:
                 raise
@@ -192,7 +199,7 @@ async def poll_orders(
             continue
         if page.next_cursor is not None and page.next_cursor == cursor:
             raise PermanentError("the channel answered the same cursor again", channel=ref.name)
-        newest = max([newest, *(order.updated_at for order in page.orders)])
+        newest = max([newest, *page.seen])
         position = (since, page.next_cursor) if page.next_cursor else (newest, None)
         ingest = await asyncio.to_thread(
             db.transact, lambda s, p=page, n=position: commit_page(s, ref, p.orders, n)
@@ -213,13 +220,84 @@ async def poll_orders(
     return result
 
 
+@dataclass(frozen=True)
+class _Page:
+    """A poll page: the orders to ingest, and the change times of every order it listed."""
+
+    orders: Sequence[Order]
+    next_cursor: str | None
+    seen: Sequence[datetime]
+
+
 async def fetch_page(
-    channel: PollChannel, since: datetime, cursor: str | None, metrics: Metrics | None
-) -> OrderPage:
-    """One page of the channel's orders, counted."""
-    return await call_channel(
-        channel, "fetch_orders", metrics, channel.connector.fetch_orders(since, cursor)
+    channel: PollChannel,
+    since: datetime,
+    cursor: str | None,
+    metrics: Metrics | None,
+    db: Database | None = None,
+) -> _Page:
+    """One page of the channel's orders, counted. A connector that lists versions first
+    (`ReadsOrderVersions`) has only the orders read that the store lacks at that version: a
+    poll whose window went back far (after an outage, or kills mid-pass) re-read every order
+    in it, one query each on Shopify, for hours."""
+    connector = channel.connector
+    if db is not None and isinstance(connector, ReadsOrderVersions):
+        listed = await call_channel(
+            channel, "fetch_order_versions", metrics, connector.fetch_order_versions(since, cursor)
+        )
+        stored = await asyncio.to_thread(
+            read_only, db, lambda s: _stored_versions(s, channel.ref.id, listed.versions)
+        )
+        wanted = [
+            version.external_id
+            for version in listed.versions
+            if version.external_id not in stored or stored[version.external_id] < version.updated_at
+        ]
+        orders = await _read_orders(channel, wanted, metrics)
+        return _Page(orders, listed.next_cursor, [v.updated_at for v in listed.versions])
+    page = await call_channel(
+        channel, "fetch_orders", metrics, connector.fetch_orders(since, cursor)
     )
+    return _Page(page.orders, page.next_cursor, [order.updated_at for order in page.orders])
+
+
+_READS_AT_ONCE = 4  # order reads of one poll page in flight; the channel's limiter paces them
+
+
+async def _read_orders(
+    channel: PollChannel, external_ids: Sequence[str], metrics: Metrics | None
+) -> list[Order]:
+    """The orders named, each read in full; one gone meanwhile or unreadable is left out (a
+    malformed one is logged by the connector, as in a page)."""
+    slots = asyncio.Semaphore(_READS_AT_ONCE)
+
+    async def one(external_id: str) -> Order | None:
+        async with slots:
+            try:
+                return await call_channel(
+                    channel, "fetch_order", metrics, channel.connector.fetch_order(external_id)
+                )
+            except (NotFoundError, SkipRecordError):
+                return None
+
+    found = await asyncio.gather(*(one(external_id) for external_id in external_ids))
+    return [order for order in found if order is not None]
+
+
+def _stored_versions(
+    session: Session, channel_id: int, versions: Sequence[OrderVersion]
+) -> dict[str, datetime]:
+    """external id -> the channel's change time of the version stored, for the listed orders
+    the store holds."""
+    ids = [version.external_id for version in versions]
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(OrderRow.external_id, OrderRow.channel_updated_at).where(
+            OrderRow.channel_id == channel_id, OrderRow.external_id.in_(ids)
+        )
+    )
+    return {external_id: updated_at for external_id, updated_at in rows}
 
 
 async def call_channel(

@@ -20,6 +20,7 @@ from connectors.base import (
     InvalidValueError,
     Order,
     OrderPage,
+    OrderVersionPage,
     PushOutcome,
     StockPushResult,
     StockTarget,
@@ -111,6 +112,13 @@ class ShopifyConnector:
     async def fetch_orders(self, updated_since: datetime, cursor: str | None) -> OrderPage:
         """Orders updated at or after `updated_since`, oldest first (see orders.py)."""
         return await self._orders.page(updated_since, cursor)
+
+    async def fetch_order_versions(
+        self, updated_since: datetime, cursor: str | None
+    ) -> OrderVersionPage:
+        """Ids and `updatedAt` of the orders updated at or after `updated_since`, oldest first:
+        the poller reads in full only those the store lacks at that version."""
+        return await self._orders.versions(updated_since, cursor)
 
     async def fetch_order(self, external_id: str) -> Order:
         """One order by its GID (or number); NotFoundError if the shop has none."""

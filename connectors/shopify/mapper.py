@@ -76,6 +76,11 @@ def listing_ref_of_inventory_level(payload: RawPayload) -> str:
     return listing_ref(str(payload["inventory_item_id"]), str(payload["location_id"]))
 
 
+def parse_time(value: object, name: str) -> datetime:
+    """An aware time from Shopify's ISO 8601 string; InvalidValueError naming `name` else."""
+    return _time(value, name)
+
+
 def _time(value: object, name: str) -> datetime:
     if not isinstance(value, str):
         raise InvalidValueError(f"{name} must be an ISO 8601 string")

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from decimal import InvalidOperation
 from typing import Any
 
-from connectors.base import InvalidValueError, Order, OrderPage
+from connectors.base import InvalidValueError, Order, OrderPage, OrderVersion, OrderVersionPage
+from connectors.errors import RetryableError
 from connectors.shopify import const, mapper
 from connectors.shopify.client import ShopifyClient, answer_shape
 
@@ -47,9 +48,9 @@ class OrderReader:
         self._client = client
         self._channel = client.channel
 
-    async def page(self, updated_since: datetime, cursor: str | None) -> OrderPage:
-        """One poll page: orders updated at or after `updated_since`, a malformed one logged (its
-        id and what is wrong) and left out, one deleted meanwhile skipped."""
+    async def versions(self, updated_since: datetime, cursor: str | None) -> OrderVersionPage:
+        """One page of ids with their `updatedAt`, oldest change first: what a poll page reads
+        before any order in full."""
         data = await self._client.execute(
             const.ORDER_IDS,
             {
@@ -60,9 +61,27 @@ class OrderReader:
         )
         with answer_shape(self._channel, const.ORDER_IDS.name):
             connection = data["orders"]
-            ids = [str(node["id"]) for node in connection["nodes"]]
+            try:
+                versions = [
+                    OrderVersion(str(node["id"]), mapper.parse_time(node["updatedAt"], "updatedAt"))
+                    for node in connection["nodes"]
+                ]
+            except InvalidValueError as err:
+                raise RetryableError(
+                    f"unexpected answer shape ({err})",
+                    channel=self._channel,
+                    operation=const.ORDER_IDS.name,
+                ) from err
             page_info = connection["pageInfo"]
             next_cursor = page_info["endCursor"] if page_info["hasNextPage"] else None
+        return OrderVersionPage(versions, str(next_cursor) if next_cursor else None)
+
+    async def page(self, updated_since: datetime, cursor: str | None) -> OrderPage:
+        """One poll page: orders updated at or after `updated_since`, a malformed one logged (its
+        id and what is wrong) and left out, one deleted meanwhile skipped."""
+        listed = await self.versions(updated_since, cursor)
+        ids = [version.external_id for version in listed.versions]
+        next_cursor = listed.next_cursor
         slots = asyncio.Semaphore(const.DETAIL_CONCURRENCY)
 
         async def detail(order_id: str) -> Order | None:

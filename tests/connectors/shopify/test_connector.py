@@ -22,7 +22,13 @@ from connectors.base import (
     ShipmentLine,
     StockTarget,
 )
-from connectors.errors import AuthError, NotFoundError, PermanentError, UncertainOutcomeError
+from connectors.errors import (
+    AuthError,
+    NotFoundError,
+    PermanentError,
+    RetryableError,
+    UncertainOutcomeError,
+)
 from connectors.registry import connector_for
 from connectors.shopify import ShopifyConnector, ShopifySettings, const
 from tests.connectors.shopify.fake_shop import BASE_URL, TOKEN, FakeShop, page
@@ -101,7 +107,10 @@ async def test_fetch_orders_reads_a_page_of_ids_then_each_order() -> None:
         const.ORDER_IDS.name,
         {
             "orders": page(
-                [{"id": "gid://shopify/Order/1"}, {"id": "gid://shopify/Order/2"}],
+                [
+                    {"id": "gid://shopify/Order/1", "updatedAt": first["updatedAt"]},
+                    {"id": "gid://shopify/Order/2", "updatedAt": second["updatedAt"]},
+                ],
                 more=True,
                 cursor="c2",
             )
@@ -123,6 +132,36 @@ async def test_fetch_orders_reads_a_page_of_ids_then_each_order() -> None:
     assert "sortKey: UPDATED_AT" in const.ORDER_IDS.document
 
 
+async def test_order_versions_are_the_ids_page_with_each_change_time() -> None:
+    shop = FakeShop()
+    shop.on(
+        const.ORDER_IDS.name,
+        {
+            "orders": page(
+                [{"id": "gid://shopify/Order/1", "updatedAt": "2026-03-01T11:00:00Z"}],
+                more=True,
+                cursor="c2",
+            )
+        },
+    )
+    listed = await connect(shop).fetch_order_versions(SINCE, None)
+    assert [(v.external_id, v.updated_at.isoformat()) for v in listed.versions] == [
+        ("gid://shopify/Order/1", "2026-03-01T11:00:00+00:00")
+    ]
+    assert listed.next_cursor == "c2"
+    assert shop.calls(const.ORDER.name) == []  # no order read in full
+
+
+async def test_an_ids_page_with_an_unreadable_time_is_a_retryable_answer() -> None:
+    shop = FakeShop()
+    shop.on(
+        const.ORDER_IDS.name,
+        {"orders": page([{"id": "gid://shopify/Order/1", "updatedAt": "yesterday"}])},
+    )
+    with pytest.raises(RetryableError, match="updatedAt"):
+        await connect(shop).fetch_order_versions(SINCE, None)
+
+
 async def test_the_last_page_has_no_cursor_and_the_cursor_is_passed_on() -> None:
     shop = FakeShop()
     shop.on(const.ORDER_IDS.name, {"orders": page([], more=False, cursor="c9")})
@@ -140,7 +179,15 @@ async def test_a_malformed_order_is_left_out_and_logged_without_buyer_data(
     gone = "gid://shopify/Order/3"  # deleted between the page and its details
     shop.on(
         const.ORDER_IDS.name,
-        {"orders": page([{"id": good["id"]}, {"id": bad["id"]}, {"id": gone}])},
+        {
+            "orders": page(
+                [
+                    {"id": good["id"], "updatedAt": good["updatedAt"]},
+                    {"id": bad["id"], "updatedAt": "2026-03-01T11:00:00Z"},
+                    {"id": gone, "updatedAt": "2026-03-01T11:00:00Z"},
+                ]
+            )
+        },
     )
     shop.on(const.ORDER.name, _orders_by_id({good["id"]: good, bad["id"]: bad}))
     with caplog.at_level(logging.WARNING):
