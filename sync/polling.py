@@ -267,8 +267,8 @@ _READS_AT_ONCE = 4  # order reads of one poll page in flight; the channel's limi
 async def _read_orders(
     channel: PollChannel, external_ids: Sequence[str], metrics: Metrics | None
 ) -> list[Order]:
-    """The orders named, each read in full; one gone meanwhile or unreadable is left out (a
-    malformed one is logged by the connector, as in a page)."""
+    """The orders named, each read in full; one gone meanwhile is left out, and one the
+    connector cannot read is left out with a warning naming it and what is wrong."""
     slots = asyncio.Semaphore(_READS_AT_ONCE)
 
     async def one(external_id: str) -> Order | None:
@@ -277,7 +277,12 @@ async def _read_orders(
                 return await call_channel(
                     channel, "fetch_order", metrics, channel.connector.fetch_order(external_id)
                 )
-            except (NotFoundError, SkipRecordError):
+            except NotFoundError:
+                return None
+            except SkipRecordError as err:
+                log.warning(
+                    "channel %s: order %s left out: %s", channel.name, external_id[:80], err
+                )
                 return None
 
     found = await asyncio.gather(*(one(external_id) for external_id in external_ids))

@@ -9,6 +9,7 @@ on the channel behind our back), repairs it and counts every repair.
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -16,11 +17,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, update
 
 from connectors.base import Capabilities, OrderPage, OrderStatus, OrderVersion, OrderVersionPage
 from connectors.base import Order as ChannelOrder
-from connectors.errors import RetryableError
+from connectors.errors import RetryableError, SkipRecordError
 from connectors.memory import MemoryConnector, MemoryMarketplace
 from sync.db import Database
 from sync.ingest import ChannelRef
@@ -348,3 +350,22 @@ def test_a_poll_reads_in_full_only_the_orders_the_store_lacks_at_their_version(
     third = asyncio.run(poll_orders(database, channel, initial_since=SINCE))
     assert (connector.read, third.updated) == (["O-3"], 1)
     assert _stored(database)["O-3"][1] is OrderStatus.CANCELLED
+
+
+def test_an_order_the_connector_cannot_read_is_left_out_with_a_warning_naming_it(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+
+    class _Malformed(_Versioned):
+        async def fetch_order(self, external_id: str) -> ChannelOrder:
+            if external_id == "O-2":
+                raise SkipRecordError("order is malformed: missing field 'lines'", channel="shop")
+            return await super().fetch_order(external_id)
+
+    channel = PollChannel(ChannelRef(channel_id, "shop"), _Malformed(market))
+    with caplog.at_level(logging.WARNING, logger="sync.polling"):
+        asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert set(_stored(database)) == set(market.orders) - {"O-2"}
+    assert "O-2" in caplog.text and "malformed" in caplog.text
