@@ -1,9 +1,10 @@
 """A sandbox Amazon seller account on loopback: Login with Amazon, the Orders API (2026-01-01
 searchOrders and getOrder; v0 getOrders, getOrderItems, confirmShipment), Listings Items
-(patch and get), the Feeds flow with presigned transfers and processing reports, per-operation
-token buckets at Amazon's rates, ORDER_CHANGE notifications to an SQS queue, and the
-`/_sandbox/` control API. Requests and answers follow Amazon's own models when ../shared/specs has
-them, and the models' static examples are served for the requests they describe.
+(patch and get), the Feeds flow with presigned transfers and processing reports, the Reports API
+for the all-orders-by-last-update flat file, per-operation token buckets at Amazon's rates,
+ORDER_CHANGE notifications to an SQS queue, and the `/_sandbox/` control API. Requests and
+answers follow Amazon's own models when ../shared/specs has them, and the models' static examples
+are served for the requests they describe.
 
 `create_app(AmazonOptions(...))` builds one account's ASGI app; `serve` runs it on a loopback
 socket; `python -m sandbox.amazon` does both from the command line (see cli.py).
@@ -18,6 +19,7 @@ from sandbox.amazon.faults import (
     NotificationKnobs,
     OperationFaults,
     PlanOverride,
+    ReportKnobs,
 )
 from sandbox.amazon.notifications import MemorySink, NotificationSink, order_change
 from sandbox.amazon.serve import LoopbackOnlyError, base_url, bind_loopback, serve
@@ -39,6 +41,7 @@ __all__ = [
     "NotificationSink",
     "OperationFaults",
     "PlanOverride",
+    "ReportKnobs",
     "SqsSink",
     "UsagePlan",
     "base_url",

@@ -1,6 +1,6 @@
 """One sandbox Amazon seller account and its ASGI app: LWA at `/auth/o2/token`, the SP-API
-operations (routes below), the presigned feed transfers under `/_feeds/`, and the control API under
-`/_sandbox/`.
+operations (routes below), the presigned feed transfers under `/_feeds/` and report downloads under
+`/_reports/`, and the control API under `/_sandbox/`.
 
 `create_app(AmazonOptions(...))` builds it; the `AmazonSandbox` behind it is `app.state.sandbox`
 (tests reach the store, the buckets and the notifier there). The notifier runs on the event loop
@@ -46,6 +46,13 @@ from sandbox.amazon.orders_api import (
     get_orders_v0,
     search_orders,
 )
+from sandbox.amazon.reports_api import (
+    ReportDesk,
+    create_report,
+    get_report,
+    get_report_document,
+    report_transfer_routes,
+)
 from sandbox.amazon.specs import AmazonSpecs, load_specs
 from sandbox.amazon.store import SellerStore
 from sandbox.amazon.throttle import Throttle
@@ -73,6 +80,14 @@ OPERATIONS: tuple[tuple[str, str, str, Handler], ...] = (
     ("/feeds/2021-06-30/feeds", "POST", "createFeed", create_feed),
     ("/feeds/2021-06-30/feeds/{feedId}", "GET", "getFeed", get_feed),
     ("/feeds/2021-06-30/documents/{feedDocumentId}", "GET", "getFeedDocument", get_feed_document),
+    ("/reports/2021-06-30/reports", "POST", "createReport", create_report),
+    ("/reports/2021-06-30/reports/{reportId}", "GET", "getReport", get_report),
+    (
+        "/reports/2021-06-30/documents/{reportDocumentId}",
+        "GET",
+        "getReportDocument",
+        get_report_document,
+    ),
 )
 """(path, method, operation, handler) of every SP-API operation served."""
 
@@ -99,7 +114,8 @@ class AmazonOptions:
 
 
 class AmazonSandbox:
-    """Everything one sandbox account holds: data, buckets, tokens, faults, counters, notifier."""
+    """Everything one sandbox account holds: data, feeds, reports, buckets, tokens, faults,
+    counters, notifier."""
 
     def __init__(
         self,
@@ -124,6 +140,7 @@ class AmazonSandbox:
         )
         self.token_key = secrets.token_bytes(32)
         self.feeds = FeedDesk(self.clock, secrets.token_bytes(32))
+        self.reports = ReportDesk(self.clock, secrets.token_bytes(32))
         self.throttle = Throttle(self.clock.monotonic)
         self.fault_rng = random.Random(options.seed + 1)
         self.faults = AccountFaults.from_settings(options.faults)
@@ -153,9 +170,11 @@ class AmazonSandbox:
         self.throttle.configure(settings.usage_plans(), refill=settings.refill)
 
     def settle(self) -> None:
-        """Apply what is due: patches accepted earlier, feeds whose processing time came."""
+        """Apply what is due: patches accepted earlier, feeds and reports whose processing time
+        came."""
         self.store.settle()
         self.feeds.advance_all(self)
+        self.reports.advance_all(self)
 
     async def aclose(self) -> None:
         """Stop the notifier."""
@@ -185,7 +204,13 @@ def create_app(
         await sandbox.aclose()
 
     app = Starlette(
-        routes=[*auth_routes(), *api_routes(), *transfer_routes(), *control_routes()],
+        routes=[
+            *auth_routes(),
+            *api_routes(),
+            *transfer_routes(),
+            *report_transfer_routes(),
+            *control_routes(),
+        ],
         lifespan=lifespan,
     )
     app.state.sandbox = sandbox

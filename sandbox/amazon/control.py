@@ -19,6 +19,7 @@ the benchmarks drive the account as its buyers, its seller and Amazon would.
     GET  /_sandbox/calls         API calls by operation; throttled (over the bucket), faulted,
                                  unauthorized, static examples served, transfers, LWA, buckets
     GET  /_sandbox/feeds         feeds and their states (no contents)
+    GET  /_sandbox/reports       reports, their windows and states (no contents)
     GET  /_sandbox/notifications counts and the last notifications (?limit=N, default 1000; no
                                  bodies); POST /_sandbox/notifications/release sends held ones
     POST /_sandbox/auth          {"action": "revoke" | "restore" | "expire_access_tokens"}
@@ -245,6 +246,24 @@ def _feeds(sandbox: AmazonSandbox, request: Request, raw: bytes) -> Any:
     }
 
 
+def _reports(sandbox: AmazonSandbox, request: Request, raw: bytes) -> Any:
+    return {
+        "reports": [
+            {
+                "report_id": report.report_id,
+                "report_type": report.report_type,
+                "data_start": iso(report.data_start),
+                "data_end": iso(report.data_end),
+                "status": report.status,
+                "orders": report.orders,
+                "document_id": report.document_id,
+                "forced_outcome": report.forced_outcome,
+            }
+            for report in sandbox.reports.reports.values()
+        ]
+    }
+
+
 def _notifications(sandbox: AmazonSandbox, request: Request, raw: bytes) -> Any:
     text = request.query_params.get("limit", "1000")
     if not text.isdigit():
@@ -301,6 +320,7 @@ def control_routes() -> list[Route]:
         _route("/faults", _get_faults, ["GET"]),
         _route("/calls", _calls, ["GET"]),
         _route("/feeds", _feeds, ["GET"]),
+        _route("/reports", _reports, ["GET"]),
         _route("/notifications", _notifications, ["GET"]),
         _route("/notifications/release", _release, ["POST"]),
         _route("/auth", _auth, ["POST"]),

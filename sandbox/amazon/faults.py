@@ -11,8 +11,9 @@ bucket (`throttled`).
 
 Also: usage-plan overrides per operation (`rates`), the order data lag of searchOrders
 (`search_lag_s`), SKUs whose listing updates Amazon refuses (`listing_errors`), how long an
-ACCEPTED patch takes to apply, how feeds are processed, and how ORDER_CHANGE notifications
-misbehave (duplicates, drops, delay, jitter, and `hold` to release them later in shuffled order).
+ACCEPTED patch takes to apply, how feeds and reports are processed, and how ORDER_CHANGE
+notifications misbehave (duplicates, drops, delay, jitter, and `hold` to release them later in
+shuffled order).
 """
 
 from __future__ import annotations
@@ -83,6 +84,21 @@ class FeedKnobs(BaseModel):
     )
 
 
+class ReportKnobs(BaseModel):
+    """How reports are produced (reports_api.py)."""
+
+    model_config = _STRICT
+
+    queue_s: float = Field(default=0.2, ge=0.0, le=3600.0, description="IN_QUEUE for this long.")
+    processing_s: float = Field(
+        default=0.5, ge=0.0, le=3600.0, description="Then IN_PROGRESS for this long."
+    )
+    gzip: bool = Field(default=False, description="Report documents GZIP-compressed.")
+    next_outcomes: list[Literal["FATAL", "CANCELLED"]] = Field(
+        default_factory=list, description="Outcomes forced on the next reports created, in order."
+    )
+
+
 class NotificationKnobs(BaseModel):
     """How ORDER_CHANGE notifications reach the queue."""
 
@@ -136,6 +152,7 @@ class FaultSettings(BaseModel):
         default=0.0, ge=0.0, le=3600.0, description="An ACCEPTED patch applies this much later."
     )
     feeds: FeedKnobs = Field(default_factory=FeedKnobs)
+    reports: ReportKnobs = Field(default_factory=ReportKnobs)
     notifications: NotificationKnobs = Field(default_factory=NotificationKnobs)
 
     @field_validator("operations", "next", "rates")
@@ -160,6 +177,7 @@ class AccountFaults:
     settings: FaultSettings
     queued: dict[str, deque[Fault]]
     feed_outcomes: deque[str]
+    report_outcomes: deque[str]
 
     @classmethod
     def from_settings(cls, settings: FaultSettings) -> AccountFaults:
@@ -168,6 +186,7 @@ class AccountFaults:
             settings,
             {op: deque(Fault(name) for name in names) for op, names in settings.next.items()},
             deque(settings.feeds.next_outcomes),
+            deque(settings.reports.next_outcomes),
         )
 
     def rates_for(self, operation: str) -> OperationFaults:
@@ -195,4 +214,5 @@ class AccountFaults:
         shown = self.settings.model_dump(mode="json")
         shown["next"] = {op: [f.value for f in q] for op, q in self.queued.items() if q}
         shown["feeds"]["next_outcomes"] = list(self.feed_outcomes)
+        shown["reports"]["next_outcomes"] = list(self.report_outcomes)
         return shown

@@ -3,21 +3,19 @@
 CANCELLED -> getFeedDocument for the processing report).
 
 The upload and download URLs point at the sandbox itself (`/_feeds/...`), presigned as S3's
-are: they expire, and an upload must carry the Content-Type declared at createFeedDocument (S3
-answers 403 SignatureDoesNotMatch otherwise). Those transfers are not SP-API calls and are not
-rate-limited. A feed waits `queue_s` IN_QUEUE, then `processing_s` IN_PROGRESS, then is processed
-at once (listing changes applied, report stored, optionally gzip); the state advances whenever
-the sandbox is looked at, so no background task runs.
+are (presign.py): they expire, and an upload must carry the Content-Type declared at
+createFeedDocument (S3 answers 403 SignatureDoesNotMatch otherwise). Those transfers are not
+SP-API calls and are not rate-limited. A feed waits `queue_s` IN_QUEUE, then `processing_s`
+IN_PROGRESS, then is processed at once (listing changes applied, report stored, optionally gzip);
+the state advances whenever the sandbox is looked at, so no background task runs.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import hmac
 import json
 import uuid
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -28,6 +26,7 @@ from sandbox.amazon.api import Answer, Call
 from sandbox.amazon.errors import invalid_input, not_found
 from sandbox.amazon.feed_processing import FeedFatalError, fatal_report, process_listings_feed
 from sandbox.amazon.model import Clock, Feed, FeedDocument, iso
+from sandbox.amazon.presign import Presigner, s3_error
 
 if TYPE_CHECKING:
     from sandbox.amazon.app import AmazonSandbox
@@ -43,7 +42,7 @@ class FeedDesk:
 
     def __init__(self, clock: Clock, key: bytes) -> None:
         self.clock = clock
-        self.key = key
+        self.presigner = Presigner(clock, key)
         self.documents: dict[str, FeedDocument] = {}
         self.feeds: dict[str, Feed] = {}
         self._numbers = iter(range(50_001_000_000, 1 << 62))
@@ -52,18 +51,10 @@ class FeedDesk:
         """A new feed id (Amazon's are decimal numbers)."""
         return str(next(self._numbers))
 
-    def sign(self, document_id: str, expires: int, content_type: str) -> str:
-        """The signature of a transfer URL."""
-        text = f"{document_id}\n{expires}\n{content_type}".encode()
-        return hmac.new(self.key, text, hashlib.sha256).hexdigest()
-
     def url(self, base_url: str, kind: str, document: FeedDocument, lifetime_s: float) -> str:
         """A presigned upload or download URL."""
-        expires = int((self.clock.now() + timedelta(seconds=lifetime_s)).timestamp())
-        signature = self.sign(document.document_id, expires, document.content_type)
-        return (
-            f"{base_url}/_feeds/{kind}/{document.document_id}"
-            f"?X-Amz-Expires={expires}&X-Amz-Signature={signature}"
+        return self.presigner.url(
+            base_url, f"/_feeds/{kind}", document.document_id, document.content_type, lifetime_s
         )
 
     def new_document(self, content_type: str) -> FeedDocument:
@@ -215,32 +206,23 @@ def get_feed_document(sandbox: AmazonSandbox, call: Call) -> Answer:
     return Answer(200, shown)
 
 
-def _s3_error(status: int, code: str, message: str) -> Response:
-    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
-    return Response(body, status_code=status, media_type="application/xml")
-
-
 def _presigned(request: Request) -> tuple[AmazonSandbox, FeedDocument] | Response:
     sandbox: AmazonSandbox = request.app.state.sandbox
     desk = sandbox.feeds
     document = desk.documents.get(request.path_params["document_id"])
-    expires_text = request.query_params.get("X-Amz-Expires", "")
-    signature = request.query_params.get("X-Amz-Signature", "")
-    if document is None or not expires_text.isdigit():
-        return _s3_error(403, "AccessDenied", "Access Denied")
+    if document is None:
+        return s3_error(403, "AccessDenied", "Access Denied")
     content_type = document.content_type
     if request.method == "PUT":
         content_type = request.headers.get("content-type", "")
-    wanted = desk.sign(document.document_id, int(expires_text), content_type)
-    if not hmac.compare_digest(signature, wanted):
-        return _s3_error(
-            403,
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided. "
-            "Check the Content-Type: it must be the one given to createFeedDocument.",
-        )
-    if int(expires_text) < desk.clock.now().timestamp():
-        return _s3_error(403, "AccessDenied", "Request has expired")
+    refusal = desk.presigner.refusal(
+        request.query_params,
+        document.document_id,
+        content_type,
+        mismatch_hint="Check the Content-Type: it must be the one given to createFeedDocument.",
+    )
+    if refusal is not None:
+        return refusal
     return sandbox, document
 
 

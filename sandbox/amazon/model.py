@@ -1,6 +1,6 @@
 """What a sandbox Amazon seller account holds: listings, orders with their items and confirmed
-packages, feeds and their documents. Plain mutable records; store.py changes them, views.py shows
-them in the Orders API's two shapes.
+packages, feeds, reports and their documents. Plain mutable records; store.py changes them,
+views.py shows them in the Orders API's two shapes.
 
 Order statuses are kept in the Orders API 2026-01-01 spelling (`UNSHIPPED`); v0 and the ORDER_CHANGE
 notification use the older spelling (`Unshipped`), given by `V0_STATUS`.
@@ -208,3 +208,35 @@ class Feed:
     """FATAL or CANCELLED when a fault decided it at creation."""
     messages: int = 0
     errors: int = 0
+
+
+@dataclass(frozen=True)
+class ReportDocument:
+    """A report's contents, produced once when its processing ends."""
+
+    document_id: str
+    content_type: str
+    created_at: datetime
+    data: bytes
+    compressed: bool = False
+
+
+@dataclass
+class Report:
+    """A requested report and where its processing is."""
+
+    report_id: str
+    report_type: str
+    marketplace_ids: list[str]
+    data_start: datetime
+    data_end: datetime
+    created_at: datetime
+    created_mono: float
+    status: str = "IN_QUEUE"
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    document_id: str | None = None
+    forced_outcome: str | None = None
+    """FATAL or CANCELLED when a fault decided it at creation."""
+    orders: int = 0
+    """Orders in the document (0 until it is produced)."""

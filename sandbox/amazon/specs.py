@@ -36,6 +36,7 @@ MODEL_FILES = {
     "ordersV0": "models/orders-api-model/ordersV0.json",
     "listings": "models/listings-items-api-model/listingsItems_2021-08-01.json",
     "feeds": "models/feeds-api-model/feeds_2021-06-30.json",
+    "reports": "models/reports-api-model/reports_2021-06-30.json",
 }
 SCHEMA_FILES = {
     "orderChange": "schemas/notifications/OrderChangeNotification.json",
@@ -56,6 +57,9 @@ OPERATION_PATHS = {
     "createFeed": ("feeds", "/feeds/2021-06-30/feeds", "post"),
     "getFeed": ("feeds", "/feeds/2021-06-30/feeds/{feedId}", "get"),
     "getFeedDocument": ("feeds", "/feeds/2021-06-30/documents/{feedDocumentId}", "get"),
+    "createReport": ("reports", "/reports/2021-06-30/reports", "post"),
+    "getReport": ("reports", "/reports/2021-06-30/reports/{reportId}", "get"),
+    "getReportDocument": ("reports", "/reports/2021-06-30/documents/{reportDocumentId}", "get"),
 }
 """Operation -> (model, path, method) in Amazon's models."""
 

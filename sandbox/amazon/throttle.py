@@ -33,9 +33,13 @@ USAGE_PLANS: Mapping[str, UsagePlan] = {
     "createFeed": UsagePlan(0.0083, 15),
     "getFeed": UsagePlan(2.0, 15),
     "getFeedDocument": UsagePlan(0.0222, 10),
+    "createReport": UsagePlan(0.0167, 15),
+    "getReport": UsagePlan(2.0, 15),
+    "getReportDocument": UsagePlan(0.0167, 15),
 }
-"""The default usage plans of the operations the sandbox serves (getListingsItem and
-searchListingsItems from the model's own tables; the others from CHANNELS.md)."""
+"""The default usage plans of the operations the sandbox serves (getListingsItem,
+searchListingsItems and the Reports API's from the models' own tables; the others from
+CHANNELS.md)."""
 
 
 def rate_header(plan: UsagePlan) -> str:

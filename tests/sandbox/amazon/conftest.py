@@ -31,6 +31,7 @@ MODELS = {
     "ordersV0": "models/orders-api-model/ordersV0.json",
     "listings": "models/listings-items-api-model/listingsItems_2021-08-01.json",
     "feeds": "models/feeds-api-model/feeds_2021-06-30.json",
+    "reports": "models/reports-api-model/reports_2021-06-30.json",
 }
 
 

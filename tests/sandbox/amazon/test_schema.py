@@ -36,6 +36,9 @@ OPERATIONS = {
     "createFeed": ("feeds", "/feeds/2021-06-30/feeds", "post"),
     "getFeed": ("feeds", "/feeds/2021-06-30/feeds/{feedId}", "get"),
     "getFeedDocument": ("feeds", "/feeds/2021-06-30/documents/{feedDocumentId}", "get"),
+    "createReport": ("reports", "/reports/2021-06-30/reports", "post"),
+    "getReport": ("reports", "/reports/2021-06-30/reports/{reportId}", "get"),
+    "getReportDocument": ("reports", "/reports/2021-06-30/documents/{reportDocumentId}", "get"),
 }
 PATCH_BODY = {
     "productType": "PRODUCT",
@@ -87,9 +90,11 @@ def _request_of(operation: str, example: dict[str, Any]) -> tuple[str, str, dict
         "orderId": "113-0000000-0000000",
         "feedId": "1",
         "feedDocumentId": "1",
+        "reportId": "1",
+        "reportDocumentId": "1",
     }
     filled = path
-    for name in ("sellerId", "sku", "orderId", "feedId", "feedDocumentId"):
+    for name in defaults:
         filled = filled.replace("{" + name + "}", str(values.pop(name, defaults[name])))
     body = values.pop("body", values.pop("payload", PATCH_BODY if method == "patch" else None))
     query = {}
