@@ -11,7 +11,7 @@ import enum
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -176,6 +176,27 @@ class ReadsOrderVersions(Protocol):
         self, updated_since: datetime, cursor: str | None
     ) -> OrderVersionPage:
         """Versions of the orders updated at or after `updated_since`, as `fetch_orders` pages."""
+
+
+@runtime_checkable
+class ListsOrderVersionsInBulk(Protocol):
+    """A connector with a bulk list of which orders changed in a long window, too slow or too
+    dear for every poll but far cheaper than reading the window page by page (Amazon: the All
+    Orders report, one document for up to 30 days, against searchOrders' 100 orders every 3
+    minutes). Reconciles use it before `ReadsOrderVersions` and `fetch_orders`; polls use it
+    only when no poll has finished for longer than `bulk_after` (None: never). It pays where
+    the store already holds most orders of the window (from notifications): each one it lacks
+    costs a `fetch_order`. Versions are given as the earliest time the store may date that
+    change."""
+
+    @property
+    def bulk_after(self) -> timedelta | None:
+        """How long without a finished poll before polls read from the bulk list."""
+
+    async def bulk_order_versions(
+        self, updated_since: datetime, cursor: str | None
+    ) -> OrderVersionPage:
+        """Versions of the orders updated at or after `updated_since`, a page at a time."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,14 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from connectors.base import Connector, Order, OrderVersion, ReadsOrderVersions
+from connectors.base import (
+    Connector,
+    ListsOrderVersionsInBulk,
+    Order,
+    OrderVersion,
+    OrderVersionPage,
+    ReadsOrderVersions,
+)
 from connectors.errors import (
     ConnectorError,
     NotFoundError,
@@ -178,15 +185,32 @@ async def poll_orders(
     Stops between pages when `should_stop()` says so (the checkpoint already says where to
     resume). Raises the connector's error; pages committed before it stay committed.
     `on_change` is called after a commit that left listings dirty (wake the stock pusher).
+
+    A channel whose last complete poll is older than its connector's `bulk_after` is read from
+    its bulk list (`ListsOrderVersionsInBulk`) instead, from the same position: a pass of
+    Amazon's searchOrders over a busy window takes longer than the orders take to arrive, and
+    never ends. Such a pass keeps `bulk:` on its cursor, so a restart goes on with it.
     """
     ref = channel.ref
-    since, cursor = await asyncio.to_thread(read_only, db, lambda s: read_checkpoint(s, ref.id))
+    since, cursor, last_ok = await asyncio.to_thread(
+        read_only, db, lambda s: (*read_checkpoint(s, ref.id), _last_poll_at(s, ref.id))
+    )
     since = since or initial_since
+    bulk = _is_bulk(cursor) or _is_behind(channel.connector, last_ok)
+    if bulk and not _is_bulk(cursor):
+        log.info(
+            "channel %s: no poll finished since %s; the window goes from the channel's bulk list",
+            ref.name,
+            last_ok.isoformat() if last_ok else "never",
+        )
+        cursor = None
+    elif cursor is not None and _is_bulk(cursor):
+        cursor = cursor.removeprefix(BULK_CURSOR)
     result = PollResult(position_at=since)
     newest = since
     while not should_stop():
         try:
-            page = await fetch_page(channel, since, cursor, metrics, db)
+            page = await fetch_page(channel, since, cursor, metrics, db, bulk=bulk)
         except PermanentError:
             if cursor is None:
                 raise
@@ -200,7 +224,8 @@ async def poll_orders(
         if page.next_cursor is not None and page.next_cursor == cursor:
             raise PermanentError("the channel answered the same cursor again", channel=ref.name)
         newest = max([newest, *page.seen])
-        position = (since, page.next_cursor) if page.next_cursor else (newest, None)
+        saved = f"{BULK_CURSOR}{page.next_cursor}" if bulk else page.next_cursor
+        position = (since, saved) if page.next_cursor else (newest, None)
         ingest = await asyncio.to_thread(
             db.transact, lambda s, p=page, n=position: commit_page(s, ref, p.orders, n)
         )
@@ -220,6 +245,28 @@ async def poll_orders(
     return result
 
 
+BULK_CURSOR = "bulk:"
+"""Prefix of a saved cursor of a pass that reads the connector's bulk list."""
+
+
+def _is_bulk(cursor: str | None) -> bool:
+    return cursor is not None and cursor.startswith(BULK_CURSOR)
+
+
+def _is_behind(connector: Connector, last_ok: datetime | None) -> bool:
+    """Whether the connector's bulk list should read this poll's window: the last complete
+    poll (not the first: a new channel's store holds nothing to spare reads of) is older than
+    the connector says its pages can catch up from."""
+    if last_ok is None or not isinstance(connector, ListsOrderVersionsInBulk):
+        return False
+    after = connector.bulk_after
+    return after is not None and utcnow() - last_ok > after
+
+
+def _last_poll_at(session: Session, channel_id: int) -> datetime | None:
+    return session.scalar(select(Channel.last_poll_at).where(Channel.id == channel_id))
+
+
 @dataclass(frozen=True)
 class _Page:
     """A poll page: the orders to ingest, and the change times of every order it listed."""
@@ -235,30 +282,48 @@ async def fetch_page(
     cursor: str | None,
     metrics: Metrics | None,
     db: Database | None = None,
+    *,
+    bulk: bool = False,
 ) -> _Page:
     """One page of the channel's orders, counted. A connector that lists versions first
-    (`ReadsOrderVersions`) has only the orders read that the store lacks at that version: a
-    poll whose window went back far (after an outage, or kills mid-pass) re-read every order
-    in it, one query each on Shopify, for hours."""
+    (`ReadsOrderVersions`, or for a reconcile, `bulk`, `ListsOrderVersionsInBulk`) has only the
+    orders read that the store lacks at that version: a poll whose window went back far (after
+    an outage, or kills mid-pass) re-read every order in it, one query each on Shopify, for
+    hours; a reconcile on Amazon read its window at 100 orders every 3 minutes."""
     connector = channel.connector
+    if db is not None and bulk and isinstance(connector, ListsOrderVersionsInBulk):
+        listed = await call_channel(
+            channel,
+            "bulk_order_versions",
+            metrics,
+            connector.bulk_order_versions(since, cursor),
+        )
+        return await _read_lacking(channel, listed, metrics, db)
     if db is not None and isinstance(connector, ReadsOrderVersions):
         listed = await call_channel(
             channel, "fetch_order_versions", metrics, connector.fetch_order_versions(since, cursor)
         )
-        stored = await asyncio.to_thread(
-            read_only, db, lambda s: _stored_versions(s, channel.ref.id, listed.versions)
-        )
-        wanted = [
-            version.external_id
-            for version in listed.versions
-            if version.external_id not in stored or stored[version.external_id] < version.updated_at
-        ]
-        orders = await _read_orders(channel, wanted, metrics)
-        return _Page(orders, listed.next_cursor, [v.updated_at for v in listed.versions])
+        return await _read_lacking(channel, listed, metrics, db)
     page = await call_channel(
         channel, "fetch_orders", metrics, connector.fetch_orders(since, cursor)
     )
     return _Page(page.orders, page.next_cursor, [order.updated_at for order in page.orders])
+
+
+async def _read_lacking(
+    channel: PollChannel, listed: OrderVersionPage, metrics: Metrics | None, db: Database
+) -> _Page:
+    """The page of orders the listing names that the store lacks at the version listed."""
+    stored = await asyncio.to_thread(
+        read_only, db, lambda s: _stored_versions(s, channel.ref.id, listed.versions)
+    )
+    wanted = [
+        version.external_id
+        for version in listed.versions
+        if version.external_id not in stored or stored[version.external_id] < version.updated_at
+    ]
+    orders = await _read_orders(channel, wanted, metrics)
+    return _Page(orders, listed.next_cursor, [v.updated_at for v in listed.versions])
 
 
 _READS_AT_ONCE = 4  # order reads of one poll page in flight; the channel's limiter paces them

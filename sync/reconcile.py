@@ -86,7 +86,7 @@ async def reconcile(
     since = (position or initial_since) - overlap
     cursor: str | None = None
     while not should_stop():
-        page = await fetch_page(channel, since, cursor, metrics, db)
+        page = await fetch_page(channel, since, cursor, metrics, db, bulk=True)
         ingest = await asyncio.to_thread(
             db.transact, lambda s, p=page: commit_page(s, ref, p.orders, None)
         )

@@ -318,8 +318,10 @@ class AmazonClient:
                 )
                 return
 
-    async def download_document(self, url: str) -> bytes:
-        """GET a processing report from the presigned URL getFeedDocument answered."""
+    async def download_document(
+        self, url: str, operation: str = const.DOWNLOAD_FEED_DOCUMENT
+    ) -> bytes:
+        """GET a document from the presigned URL getFeedDocument or getReportDocument answered."""
         async for attempt in self._plain_policy():
             with attempt:
                 response = await send(
@@ -327,7 +329,7 @@ class AmazonClient:
                     "GET",
                     url,
                     channel=self.channel,
-                    operation=const.DOWNLOAD_FEED_DOCUMENT,
+                    operation=operation,
                     limiter=None,
                 )
                 return response.content

@@ -23,6 +23,7 @@ from connectors.amazon.client import (
 )
 from connectors.amazon.confirmations import Confirmations, UnseenShipment
 from connectors.amazon.feeds import FeedPusher
+from connectors.amazon.order_report import OrderReports
 from connectors.base import (
     CancelRequest,
     Capabilities,
@@ -31,6 +32,7 @@ from connectors.base import (
     InvalidValueError,
     Order,
     OrderPage,
+    OrderVersionPage,
     PushOutcome,
     StockPushResult,
     StockTarget,
@@ -136,6 +138,7 @@ class AmazonConnector:
             clock=clock,
         )
         self.feeds = FeedPusher(self.client, sleep=sleep, clock=clock, deadline_s=feed_deadline_s)
+        self.order_reports = OrderReports(self.client, sleep=sleep, clock=clock, now=now)
         self.confirmations = Confirmations(name, now=now, grace=settings.confirm_grace)
 
     async def check_connection(self) -> None:
@@ -174,6 +177,17 @@ class AmazonConnector:
         self.confirmations.check(orders)
         orders.sort(key=lambda order: order.updated_at)
         return OrderPage(orders=tuple(orders), next_cursor=next_token)
+
+    @property
+    def bulk_after(self) -> timedelta | None:
+        """Polls list from the report only where notifications store most orders first."""
+        return const.ORDER_REPORT_POLL_AFTER if self.settings.has_notifications else None
+
+    async def bulk_order_versions(
+        self, updated_since: datetime, cursor: str | None
+    ) -> OrderVersionPage:
+        """The reconcile's list of changed orders, from the All Orders report (order_report.py)."""
+        return await self.order_reports.versions(updated_since, cursor)
 
     async def _raw_order(self, external_id: str, operation: str) -> Mapping[str, object]:
         body = await self.client.call(

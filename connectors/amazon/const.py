@@ -29,6 +29,8 @@ ORDER_PATH = "/orders/2026-01-01/orders/{}"
 FEEDS_PATH = "/feeds/2021-06-30/feeds"
 FEED_DOCUMENTS_PATH = "/feeds/2021-06-30/documents"
 FEED_DOCUMENT_PATH = "/feeds/2021-06-30/documents/{}"
+REPORTS_PATH = "/reports/2021-06-30/reports"
+REPORT_DOCUMENT_PATH = "/reports/2021-06-30/documents/{}"
 
 # Operation names: the keys of RATE_LIMITS, the `operation` of every error and log line.
 SEARCH_ORDERS = "searchOrders"
@@ -45,6 +47,10 @@ GET_FEED = "getFeed"
 GET_FEED_DOCUMENT = "getFeedDocument"
 UPLOAD_FEED_DOCUMENT = "uploadFeedDocument"  # PUT to S3's presigned URL: not an SP-API call
 DOWNLOAD_FEED_DOCUMENT = "downloadFeedDocument"  # GET of the report from S3
+CREATE_REPORT = "createReport"
+GET_REPORT = "getReport"
+GET_REPORT_DOCUMENT = "getReportDocument"
+DOWNLOAD_REPORT_DOCUMENT = "downloadReportDocument"  # GET of a report document from S3
 LWA_TOKEN = "lwaToken"  # noqa: S105 (an operation name)
 
 # Rate limits -----------------------------------------------------------------------------------
@@ -60,6 +66,10 @@ RATE_LIMITS: dict[str, tuple[float, float]] = {
     CREATE_FEED: (0.0083, 15),
     GET_FEED: (2.0, 15),
     GET_FEED_DOCUMENT: (0.0222, 10),
+    # Not in CHANNELS.md: the usage plans in reports_2021-06-30.json.
+    CREATE_REPORT: (0.0167, 15),
+    GET_REPORT: (2.0, 15),
+    GET_REPORT_DOCUMENT: (0.0167, 15),
     # Not in CHANNELS.md: the usage plans in listingsItems_2021-08-01.json.
     GET_LISTING: (5.0, 10),
     SEARCH_LISTINGS: (5.0, 5),
@@ -181,6 +191,24 @@ FEED_POLL_FIRST_S = 2.0
 FEED_POLL_MAX_S = 30.0
 FEED_DEADLINE_S = 3600.0
 """A feed not finished by then is given up on: its listings come back RETRY."""
+
+# Order reports (the reconcile's list of what changed) -----------------------------------------
+
+ORDER_REPORT_TYPE = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"
+ORDER_REPORT_MAX_WINDOW = timedelta(days=30)
+"""Amazon produces this report for at most 30 days of last updates."""
+ORDER_REPORT_POLL_AFTER = timedelta(minutes=10)
+"""With notifications, a poll that has not finished for this long lists its window from a report:
+searchOrders' 100 orders every 3 minutes fall behind a seller taking more than one order every
+2 seconds, while the notices have stored most of them already."""
+ORDER_REPORT_PAGE = 100  # versions per page handed to the reconcile, as searchOrders' pages
+REPORT_DONE = "DONE"
+REPORT_NO_DATA = "CANCELLED"  # Amazon cancels a report that found nothing to report
+REPORT_FAILED = "FATAL"
+REPORT_POLL_FIRST_S = 2.0
+REPORT_POLL_MAX_S = 30.0
+REPORT_DEADLINE_S = 1200.0
+"""A report not produced by then fails the reconcile (RetryableError); the next one asks again."""
 
 # Shipments -------------------------------------------------------------------------------------
 

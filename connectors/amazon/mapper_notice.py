@@ -31,7 +31,7 @@ from connectors.amazon.notifications import OrderSummary, SummaryItem
 from connectors.base import InvalidValueError, Order, OrderLine, OrderStatus
 
 ORDER_LEVEL = "OrderLevel"
-_JUST_BELOW = timedelta(milliseconds=1)
+JUST_BELOW = timedelta(milliseconds=1)
 
 
 def summary_record(summary: OrderSummary) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def summary_of_record(record: Mapping[str, Any]) -> OrderSummary:
 def provisional_time(changed_at: datetime) -> datetime:
     """Just below the whole second of `changed_at`, keeping order within that second."""
     second = changed_at.replace(microsecond=0)
-    return second - _JUST_BELOW + (changed_at - second) / 1000
+    return second - JUST_BELOW + (changed_at - second) / 1000
 
 
 def _is_complete(summary: OrderSummary, status: OrderStatus) -> bool:

@@ -33,6 +33,7 @@ from sp_api.asyncio.api.feeds.feeds_2021_06_30 import FeedsV20210630
 from sp_api.asyncio.api.listings_items.listings_items_2021_08_01 import ListingsItemsV20210801
 from sp_api.asyncio.api.orders.orders_2026_01_01 import OrdersV20260101
 from sp_api.asyncio.api.orders.orders_v0 import OrdersV0
+from sp_api.asyncio.api.reports.reports import Reports
 from sp_api.asyncio.auth import access_token_client
 from sp_api.auth._core import build_cache_key
 from sp_api.base.credential_provider import FromCodeCredentialProvider
@@ -186,7 +187,8 @@ class SdkApis:
     orders_v0: Any  # OrdersV0: confirmShipment, and the legacy reads
     listings: Any  # ListingsItemsV20210801
     feeds: Any  # FeedsV20210630
-    auth: Any  # AccessTokenClient, shared by the four
+    reports: Any  # Reports (2021-06-30)
+    auth: Any  # AccessTokenClient, shared by the five
 
 
 def build_apis(
@@ -236,6 +238,7 @@ def build_apis(
         orders_v0=make(OrdersV0),
         listings=make(ListingsItemsV20210801),
         feeds=make(FeedsV20210630),
+        reports=make(Reports),
         auth=auth,
     )
 

@@ -27,7 +27,16 @@ from connectors.memory import MemoryConnector, MemoryMarketplace
 from sync.db import Database
 from sync.ingest import ChannelRef
 from sync.metrics import Metrics
-from sync.models import Channel, JobKind, Listing, Order, PollCheckpoint, Sku, StockLevel
+from sync.models import (
+    Channel,
+    JobKind,
+    Listing,
+    Order,
+    PollCheckpoint,
+    Sku,
+    StockLevel,
+    utcnow,
+)
 from sync.outbox import enqueue
 from sync.polling import PollChannel, advance_checkpoint, poll_orders, read_checkpoint
 from sync.reconcile import reconcile
@@ -369,3 +378,107 @@ def test_an_order_the_connector_cannot_read_is_left_out_with_a_warning_naming_it
         asyncio.run(poll_orders(database, channel, initial_since=SINCE))
     assert set(_stored(database)) == set(market.orders) - {"O-2"}
     assert "O-2" in caplog.text and "malformed" in caplog.text
+
+
+class _Reported(_Recording):
+    """Lists versions in bulk (as Amazon's order report), one list for the whole window, read
+    in pages of two; counts the lists made and the orders read in full."""
+
+    def __init__(self, market: MemoryMarketplace, *, bulk_after: timedelta | None = None) -> None:
+        super().__init__(market)
+        self.read: list[str] = []
+        self.lists = 0
+        self.bulk_after = bulk_after
+        self.fail_bulk_at: str | None = None
+
+    async def bulk_order_versions(
+        self, updated_since: datetime, cursor: str | None
+    ) -> OrderVersionPage:
+        if cursor is None:
+            self.lists += 1
+        if cursor is not None and cursor == self.fail_bulk_at:
+            self.fail_bulk_at = None
+            raise RetryableError("connection reset", channel="shop", operation="report")
+        start = int(cursor or 0)
+        listed = sorted(
+            (o for o in self.marketplace.orders.values() if o.updated_at >= updated_since),
+            key=lambda o: (o.updated_at, o.external_id),
+        )
+        versions = [OrderVersion(o.external_id, o.updated_at) for o in listed[start : start + 2]]
+        more = start + 2 < len(listed)
+        return OrderVersionPage(versions, str(start + 2) if more else None)
+
+    async def fetch_order(self, external_id: str) -> ChannelOrder:
+        self.read.append(external_id)
+        return await super().fetch_order(external_id)
+
+
+def test_a_reconcile_lists_changes_in_bulk_and_reads_only_what_the_store_lacks(
+    database: Database,
+) -> None:
+    """Amazon's case: polls page through full orders (searchOrders); a reconcile takes the
+    window's list of changes from one report and reads in full only the missing and stale."""
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+    connector = _Reported(market)
+    channel = PollChannel(ChannelRef(channel_id, "shop"), connector)
+    asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert (connector.lists, connector.read) == (0, [])  # polls never use the bulk list
+    assert set(_stored(database)) == set(market.orders)
+
+    first = market.orders["O-1"]
+    market.orders["O-1"] = replace(
+        first, status=OrderStatus.CANCELLED, updated_at=first.updated_at + timedelta(microseconds=1)
+    )
+    late = replace(first, external_id="O-LATE", updated_at=first.updated_at)
+    market.orders["O-LATE"] = late
+    result = asyncio.run(reconcile(database, channel, overlap=OVERLAP, initial_since=SINCE))
+    assert connector.lists == 1
+    assert sorted(connector.read) == ["O-1", "O-LATE"]
+    assert (result.orders_missing, result.orders_stale) == (1, 1)
+    assert _stored(database)["O-1"][1] is OrderStatus.CANCELLED
+    assert len(connector.asked) == 4  # the poll's four pages; the reconcile asked for none
+
+
+def test_a_poll_that_has_not_finished_for_long_reads_its_window_from_the_bulk_list(
+    database: Database,
+) -> None:
+    """Amazon with notifications: a searchOrders pass over a busy window never ends, so a poll
+    left unfinished past `bulk_after` starts again from its position with the report, keeps
+    to it across a restart, and reads in full only what the notices did not store."""
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+    connector = _Reported(market, bulk_after=timedelta(minutes=10))
+    channel = PollChannel(ChannelRef(channel_id, "shop"), connector)
+    asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert connector.lists == 0  # a first poll pages: the store has nothing to spare reads of
+    newest = max(order.updated_at for order in market.orders.values())
+
+    # A pass cut after its first page, its last finished poll 11 minutes ago; meanwhile one
+    # order was cancelled and one placed whose notices never came.
+    with database.session() as session:
+        session.execute(
+            update(PollCheckpoint)
+            .where(PollCheckpoint.channel_id == channel_id)
+            .values(position_at=SINCE, cursor="2")
+        )
+        session.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(last_poll_at=utcnow() - timedelta(minutes=11))
+        )
+    market.cancel("O-3")
+    late = replace(market.orders["O-1"], external_id="O-LATE", updated_at=newest)
+    market.orders["O-LATE"] = late
+    connector.asked.clear()
+    connector.fail_bulk_at = "4"  # the bulk pass is cut at its third page
+    with pytest.raises(RetryableError):
+        asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert _checkpoint(database, channel_id) == (SINCE, "bulk:4")
+
+    done = asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert (connector.asked, connector.lists) == ([], 1)  # no searchOrders page; one report
+    assert sorted(connector.read) == ["O-3", "O-LATE"]
+    assert done.is_complete and _checkpoint(database, channel_id)[1] is None
+    stored = _stored(database)
+    assert "O-LATE" in stored and stored["O-3"][1] is OrderStatus.CANCELLED

@@ -32,6 +32,7 @@ ACCESS_TOKEN = "Atza|access-token-51d0"
 UPLOAD_URL = "https://tortuga-prod-na.s3.amazonaws.com/doc-upload?X-Amz-Signature=abc123"
 ORDER_ID = "114-3941689-8772232"
 REPORT_URL = "https://tortuga-prod-na.s3.amazonaws.com/report?X-Amz-Signature=def456"
+ORDER_REPORT_URL = "https://tortuga-prod-na.s3.amazonaws.com/order-report?X-Amz-Signature=0a1b"
 
 ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
     (method, re.compile(pattern), name)
@@ -51,6 +52,10 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("GET", r"^/feeds/2021-06-30/feeds/[^/]+$", const.GET_FEED),
         ("PUT", r"^/doc-upload$", const.UPLOAD_FEED_DOCUMENT),
         ("GET", r"^/report$", const.DOWNLOAD_FEED_DOCUMENT),
+        ("POST", r"^/reports/2021-06-30/reports$", const.CREATE_REPORT),
+        ("GET", r"^/reports/2021-06-30/reports/[^/]+$", const.GET_REPORT),
+        ("GET", r"^/reports/2021-06-30/documents/[^/]+$", const.GET_REPORT_DOCUMENT),
+        ("GET", r"^/order-report$", const.DOWNLOAD_REPORT_DOCUMENT),
     )
 )
 

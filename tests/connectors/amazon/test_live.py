@@ -25,6 +25,7 @@ from connectors.amazon import (
     SqsSettings,
     const,
 )
+from connectors.amazon.mapper_notice import JUST_BELOW
 from connectors.base import (
     FulfillmentRequest,
     Order,
@@ -271,3 +272,23 @@ async def test_a_revoked_refresh_token_stops_the_channel_without_a_retry_storm(l
             await live.connector.push_stock([StockTarget("ANY", 1)])
     lwa_after = sum((await live.sandbox("calls"))["lwa"].values())
     assert lwa_after - lwa_before == 1
+
+
+async def test_the_order_report_lists_each_order_at_the_version_get_order_reads(
+    live: Live,
+) -> None:
+    await live.seed(**{"MUG-RED": 10, "MUG-BLUE": 5})
+    placed = [
+        await live.place(("MUG-RED", 2)),
+        await live.place(("MUG-RED", 1), ("MUG-BLUE", 1)),
+    ]
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    page = await live.connector.bulk_order_versions(since, None)
+    assert page.next_cursor is None
+    listed = {version.external_id: version.updated_at for version in page.versions}
+    assert set(listed) == {p["order_id"] for p in placed}  # one version per order, two items
+    for order_id, version in listed.items():
+        read = await live.connector.fetch_order(order_id)
+        assert version == read.updated_at - JUST_BELOW  # at or below what the store will hold
+    calls = await live.sandbox("calls")
+    assert calls["throttled"] == {}
