@@ -78,6 +78,7 @@ from bench.e2e_trace import (
     stock_call_bounds,
     token_bucket_lags,
 )
+from sync.models import Channel as ChannelRow
 from sync.models import Order as OrderRow
 from sync.models import OrderLine
 
@@ -101,13 +102,22 @@ def seconds(values: list[float]) -> dict[str, float | int | None]:
 
 def flagged_oversold(rig: Rig, prefix: str) -> int:
     """Orders of the pool the daemon flagged oversold."""
+    return sum(oversold_by_channel(rig, prefix).values())
+
+
+def oversold_by_channel(rig: Rig, prefix: str) -> dict[str, int]:
+    """Orders of the pool the daemon flagged oversold, by the channel each was placed on: the
+    channel whose shown stock was behind."""
     with rig.db.read_session() as session:
         query = (
-            select(func.count(distinct(OrderRow.id)))
+            select(ChannelRow.name, func.count(distinct(OrderRow.id)))
+            .join(OrderRow, OrderRow.channel_id == ChannelRow.id)
             .join(OrderLine, OrderLine.order_id == OrderRow.id)
             .where(OrderRow.is_oversold.is_(True), OrderLine.sku.like(f"{prefix}-%"))
+            .group_by(ChannelRow.name)
         )
-        return int(session.scalar(query) or 0)
+        counts = {str(name): int(count) for name, count in session.execute(query)}
+    return {channel: counts.get(channel, 0) for channel in CHANNELS}
 
 
 def rate_figures(
@@ -154,6 +164,7 @@ def rate_figures(
         "final_mismatch": result.final_mismatch,
         "calls": calls,
         "oversold_flagged": flagged_oversold(rig, prefix),
+        "oversold_by_channel": oversold_by_channel(rig, prefix),
         "oversold_orders_accepted": over_orders,
         "oversold_units": over_units,
         "amazon_patch_floor_s": seconds(token_bucket_lags(amazon_out, *AMAZON_PATCH)),
@@ -320,6 +331,7 @@ def summary_line(figures: dict[str, Any]) -> dict[str, Any]:
             r: {c: f["calls"][c]["ratio_per_order"] for c in CHANNELS} for r, f in rates.items()
         },
         "oversells": {r: f["oversold_flagged"] for r, f in rates.items()},
+        "oversells_by_channel": {r: f["oversold_by_channel"] for r, f in rates.items()},
         "oversold_units": {r: f["oversold_units"] for r, f in rates.items()},
         "baseline_oversells": _baseline(figures, "oversold_orders", 0),
         "baseline_oversells_compressed": _baseline(figures, "oversold_orders", -1),

@@ -110,6 +110,7 @@ def print_report(figures: dict[str, Any], out: Path) -> None:
     for column in (
         "rate/s",
         "ours: flagged",
+        "by channel shopify/amazon/ebay",
         "ours: units over",
         "baseline",
         "syncs",
@@ -127,6 +128,9 @@ def print_report(figures: dict[str, Any], out: Path) -> None:
                 over.add_row(
                     rate if first else "",
                     str(row["oversold_flagged"]) if first else "",
+                    "/".join(str(row["oversold_by_channel"].get(c, 0)) for c in CHANNELS)
+                    if first
+                    else "",
                     str(row["oversold_units"]) if first else "",
                     f"{interval} min @{compress}x ({base['interval_trace_s']:g} s of trace)",
                     str(base["syncs"]),
