@@ -201,7 +201,7 @@ async def poll_orders(
         log.info(
             "channel %s: no poll finished since %s; the window goes from the channel's bulk list",
             ref.name,
-            last_ok.isoformat() if last_ok else "never",
+            last_ok.isoformat(),
         )
         cursor = None
     elif cursor is not None and _is_bulk(cursor):
@@ -253,18 +253,21 @@ def _is_bulk(cursor: str | None) -> bool:
     return cursor is not None and cursor.startswith(BULK_CURSOR)
 
 
-def _is_behind(connector: Connector, last_ok: datetime | None) -> bool:
-    """Whether the connector's bulk list should read this poll's window: the last complete
-    poll (not the first: a new channel's store holds nothing to spare reads of) is older than
-    the connector says its pages can catch up from."""
-    if last_ok is None or not isinstance(connector, ListsOrderVersionsInBulk):
+def _is_behind(connector: Connector, last_ok: datetime) -> bool:
+    """Whether the connector's bulk list should read this poll's window: no poll finished since
+    `last_ok`, longer ago than the connector says its pages can catch up from."""
+    if not isinstance(connector, ListsOrderVersionsInBulk):
         return False
     after = connector.bulk_after
     return after is not None and utcnow() - last_ok > after
 
 
-def _last_poll_at(session: Session, channel_id: int) -> datetime | None:
-    return session.scalar(select(Channel.last_poll_at).where(Channel.id == channel_id))
+def _last_poll_at(session: Session, channel_id: int) -> datetime:
+    """When the channel's last poll finished; when it was added, before its first."""
+    last, created = session.execute(
+        select(Channel.last_poll_at, Channel.created_at).where(Channel.id == channel_id)
+    ).one()
+    return last or created
 
 
 @dataclass(frozen=True)

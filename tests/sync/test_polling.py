@@ -451,7 +451,7 @@ def test_a_poll_that_has_not_finished_for_long_reads_its_window_from_the_bulk_li
     connector = _Reported(market, bulk_after=timedelta(minutes=10))
     channel = PollChannel(ChannelRef(channel_id, "shop"), connector)
     asyncio.run(poll_orders(database, channel, initial_since=SINCE))
-    assert connector.lists == 0  # a first poll pages: the store has nothing to spare reads of
+    assert connector.lists == 0  # a new channel's first poll pages
     newest = max(order.updated_at for order in market.orders.values())
 
     # A pass cut after its first page, its last finished poll 11 minutes ago; meanwhile one
@@ -482,3 +482,23 @@ def test_a_poll_that_has_not_finished_for_long_reads_its_window_from_the_bulk_li
     assert done.is_complete and _checkpoint(database, channel_id)[1] is None
     stored = _stored(database)
     assert "O-LATE" in stored and stored["O-3"][1] is OrderStatus.CANCELLED
+
+
+def test_a_channel_whose_first_poll_never_finished_goes_to_the_bulk_list_too(
+    database: Database,
+) -> None:
+    """A channel polled from its start under a load its pages never catch up with (the chaos
+    run's Amazon: every pass cut by a kill) has no finished poll to go by: its age counts."""
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+    connector = _Reported(market, bulk_after=timedelta(minutes=10))
+    channel = PollChannel(ChannelRef(channel_id, "shop"), connector)
+    with database.session() as session:
+        session.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(created_at=utcnow() - timedelta(minutes=11))
+        )
+    done = asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert (connector.lists, connector.asked, done.is_complete) == (1, [], True)
+    assert set(_stored(database)) == set(market.orders)
