@@ -40,7 +40,7 @@ def auth(token: str = TOKEN) -> dict[str, str]:
 def test_serves_health_and_stops_cleanly_then_restarts(daemon: Daemon) -> None:
     admin = daemon.config.admin_url
     daemon.start()
-    daemon.wait_healthy(timeout=10)
+    daemon.wait_healthy()
 
     assert httpx.get(f"{admin}/readyz", headers=auth()).status_code == 200
     assert httpx.get(f"{admin}/api/status").status_code == 401
@@ -60,7 +60,7 @@ def test_serves_health_and_stops_cleanly_then_restarts(daemon: Daemon) -> None:
 
     # A second start on the same store finds its schema and serves again.
     daemon.start()
-    daemon.wait_healthy(timeout=10)
+    daemon.wait_healthy()
     assert httpx.get(f"{admin}/readyz", headers=auth()).status_code == 200
     assert daemon.stop(signal.SIGINT) == 0
 
@@ -99,7 +99,7 @@ def test_refuses_an_unmigrated_store_until_migrate(tmp_path: Path, db_url: str) 
 
     daemon = Daemon(config, {config.admin_token_env: TOKEN}).start()
     try:
-        daemon.wait_healthy(timeout=10)
+        daemon.wait_healthy()
         assert httpx.get(f"{config.admin_url}/readyz", headers=auth()).status_code == 200
         assert daemon.stop() == 0
     finally:

@@ -115,7 +115,7 @@ class Daemon:
                     texts.append(path.read_text(errors="replace"))
         return "\n".join(texts)
 
-    def wait_healthy(self, timeout: float = 10.0) -> float:
+    def wait_healthy(self, timeout: float = 30.0) -> float:
         """Poll /healthz until 200; answer how long it took. Fails early if the process died."""
         started = time.monotonic()
 
