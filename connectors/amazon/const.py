@@ -201,6 +201,9 @@ ORDER_REPORT_POLL_AFTER = timedelta(minutes=10)
 """With notifications, a poll that has not finished for this long lists its window from a report:
 searchOrders' 100 orders every 3 minutes fall behind a seller taking more than one order every
 2 seconds, while the notices have stored most of them already."""
+ORDER_REPORTS_HELD = (
+    4  # reports whose versions stay in memory: a poll's and a reconcile's, and spare
+)
 ORDER_REPORT_PAGE = 100  # versions per page handed to the reconcile, as searchOrders' pages
 REPORT_DONE = "DONE"
 REPORT_NO_DATA = "CANCELLED"  # Amazon cancels a report that found nothing to report

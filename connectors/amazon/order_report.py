@@ -19,9 +19,11 @@ So each version is given as the earliest time the store may date that change, it
 `mapper_notice.JUST_BELOW`: a store holding that change, from a full read or a summary, holds it
 at or after that time; one holding an earlier change, before it.
 
-Paging: the versions of the last report read are kept in memory (an id and a time per order) and
-handed out 100 a page; the cursor is `report id/offset`. A cursor of a report no longer in
-memory (another report read since, a restart) reads that report's document again.
+Paging: the versions of the last few reports read are kept in memory (an id and a time per
+order) and handed out 100 a page; the cursor is `report id/offset`. A poll and a reconcile may
+page through two reports at once: with one report held, each would have read its document again
+at every page, and getReportDocument allows one call a minute. A cursor of a report no longer in
+memory (a restart) reads that report's document again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import io
 import logging
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -66,7 +69,7 @@ class OrderReports:
         self._clock = clock
         self._now = now
         self._deadline_s = deadline_s
-        self._held: tuple[str, Sequence[OrderVersion]] | None = None  # (report id, versions)
+        self._held: OrderedDict[str, Sequence[OrderVersion]] = OrderedDict()  # newest last
 
     async def versions(self, updated_since: datetime, cursor: str | None) -> OrderVersionPage:
         """A page of the versions of orders updated at or after `updated_since`, oldest first."""
@@ -118,13 +121,17 @@ class OrderReports:
         return report_id
 
     async def _versions_of(self, report_id: str) -> Sequence[OrderVersion]:
-        if self._held is not None and self._held[0] == report_id:
-            return self._held[1]
+        held = self._held.get(report_id)
+        if held is not None:
+            self._held.move_to_end(report_id)
+            return held
         document_id = await self._wait(report_id)
         versions: Sequence[OrderVersion] = ()
         if document_id is not None:
             versions = await self._read_document(document_id)
-        self._held = (report_id, versions)
+        self._held[report_id] = versions
+        while len(self._held) > const.ORDER_REPORTS_HELD:
+            self._held.popitem(last=False)
         log.info(
             "channel %s: order report %s lists %d orders",
             self._client.channel,

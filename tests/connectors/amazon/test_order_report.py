@@ -187,3 +187,22 @@ async def test_create_report_requests_validate_against_the_reports_model() -> No
     (created,) = amazon.calls(const.CREATE_REPORT)
     errors = [e.message for e in validator.iter_errors(created.json())]
     assert errors == []
+
+
+async def test_a_poll_and_a_reconcile_paging_two_reports_at_once_read_each_document_once() -> None:
+    amazon = _fake(_document(250), "DONE", "DONE")
+    amazon.queue(
+        const.CREATE_REPORT,
+        httpx.Response(202, json={"reportId": "rep-1"}),
+        httpx.Response(202, json={"reportId": "rep-2"}),
+    )
+    reports = _make(amazon)
+    first = await reports.bulk_order_versions(SINCE, None)
+    second = await reports.bulk_order_versions(SINCE, None)
+    cursors = [first.next_cursor, second.next_cursor]
+    assert cursors == ["rep-1/100", "rep-2/100"]
+    for _ in range(2):  # turn about, as two jobs would
+        pages = [await reports.bulk_order_versions(SINCE, cursor) for cursor in cursors]
+        cursors = [page.next_cursor for page in pages]
+    assert cursors == [None, None]
+    assert len(amazon.calls(const.GET_REPORT_DOCUMENT)) == 2
