@@ -78,3 +78,9 @@ class PermanentError(ConnectorError):
     ) -> None:
         super().__init__(message, channel=channel, operation=operation)
         self.reason = reason or message
+
+
+class BulkListRefusedError(PermanentError):
+    """The channel refused its bulk list of changed orders (the seller's authorisation lacks
+    the role it needs); callers read page by page instead. Not an AuthError: every other call
+    of the channel still works."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from connectors.base import (
     ReadsOrderVersions,
 )
 from connectors.errors import (
+    BulkListRefusedError,
     ConnectorError,
     NotFoundError,
     PermanentError,
@@ -224,6 +225,7 @@ async def poll_orders(
         if page.next_cursor is not None and page.next_cursor == cursor:
             raise PermanentError("the channel answered the same cursor again", channel=ref.name)
         newest = max([newest, *page.seen])
+        bulk = page.is_bulk  # a refused bulk list went on with pages
         saved = f"{BULK_CURSOR}{page.next_cursor}" if bulk else page.next_cursor
         position = (since, saved) if page.next_cursor else (newest, None)
         ingest = await asyncio.to_thread(
@@ -277,6 +279,7 @@ class _Page:
     orders: Sequence[Order]
     next_cursor: str | None
     seen: Sequence[datetime]
+    is_bulk: bool = False  # from the bulk list: its cursor is the bulk list's
 
 
 async def fetch_page(
@@ -295,22 +298,28 @@ async def fetch_page(
     hours; a reconcile on Amazon read its window at 100 orders every 3 minutes."""
     connector = channel.connector
     if db is not None and bulk and isinstance(connector, ListsOrderVersionsInBulk):
-        listed = await call_channel(
-            channel,
-            "bulk_order_versions",
-            metrics,
-            connector.bulk_order_versions(since, cursor),
-        )
-        return await _read_lacking(channel, listed, metrics, db)
+        try:
+            listed = await call_channel(
+                channel,
+                "bulk_order_versions",
+                metrics,
+                connector.bulk_order_versions(since, cursor),
+            )
+        except BulkListRefusedError as err:
+            if cursor is not None:
+                raise
+            log.warning("channel %s: %s; reading page by page", channel.name, err.reason)
+        else:
+            return replace(await _read_lacking(channel, listed, metrics, db), is_bulk=True)
     if db is not None and isinstance(connector, ReadsOrderVersions):
         listed = await call_channel(
             channel, "fetch_order_versions", metrics, connector.fetch_order_versions(since, cursor)
         )
         return await _read_lacking(channel, listed, metrics, db)
-    page = await call_channel(
+    full = await call_channel(
         channel, "fetch_orders", metrics, connector.fetch_orders(since, cursor)
     )
-    return _Page(page.orders, page.next_cursor, [order.updated_at for order in page.orders])
+    return _Page(full.orders, full.next_cursor, [order.updated_at for order in full.orders])
 
 
 async def _read_lacking(

@@ -85,8 +85,10 @@ async def reconcile(
     position, _ = await asyncio.to_thread(read_only, db, lambda s: read_checkpoint(s, ref.id))
     since = (position or initial_since) - overlap
     cursor: str | None = None
+    bulk = True  # until the channel refuses its bulk list: then its pages, cursor and all
     while not should_stop():
-        page = await fetch_page(channel, since, cursor, metrics, db, bulk=True)
+        page = await fetch_page(channel, since, cursor, metrics, db, bulk=bulk)
+        bulk = page.is_bulk
         ingest = await asyncio.to_thread(
             db.transact, lambda s, p=page: commit_page(s, ref, p.orders, None)
         )

@@ -180,8 +180,11 @@ class AmazonConnector:
 
     @property
     def bulk_after(self) -> timedelta | None:
-        """Polls list from the report only where notifications store most orders first."""
-        return const.ORDER_REPORT_POLL_AFTER if self.settings.has_notifications else None
+        """Polls list from the report only where notifications store most orders first, and
+        not while Amazon refuses reports."""
+        if not self.settings.has_notifications or self.order_reports.is_refused:
+            return None
+        return const.ORDER_REPORT_POLL_AFTER
 
     async def bulk_order_versions(
         self, updated_since: datetime, cursor: str | None

@@ -205,6 +205,8 @@ ORDER_REPORTS_HELD = (
     4  # reports whose versions stay in memory: a poll's and a reconcile's, and spare
 )
 ORDER_REPORT_PAGE = 100  # versions per page handed to the reconcile, as searchOrders' pages
+REPORT_REFUSAL_HOLD_S = 3600.0
+"""After Amazon refused createReport (a role not granted), reports are not asked for this long."""
 REPORT_DONE = "DONE"
 REPORT_NO_DATA = "CANCELLED"  # Amazon cancels a report that found nothing to report
 REPORT_FAILED = "FATAL"

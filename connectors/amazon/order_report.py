@@ -44,7 +44,7 @@ from connectors.amazon import const
 from connectors.amazon.client import AmazonClient, Clock, Sleep, answer_shape
 from connectors.amazon.mapper_notice import JUST_BELOW
 from connectors.base import OrderVersion, OrderVersionPage
-from connectors.errors import PermanentError, RetryableError
+from connectors.errors import AuthError, BulkListRefusedError, PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,22 @@ class OrderReports:
         self._clock = clock
         self._now = now
         self._deadline_s = deadline_s
+        self._refused_at: float | None = None
         self._held: OrderedDict[str, Sequence[OrderVersion]] = OrderedDict()  # newest last
 
+    @property
+    def is_refused(self) -> bool:
+        """Amazon refused createReport within the last `REPORT_REFUSAL_HOLD_S`."""
+        return (
+            self._refused_at is not None
+            and self._clock() - self._refused_at < const.REPORT_REFUSAL_HOLD_S
+        )
+
     async def versions(self, updated_since: datetime, cursor: str | None) -> OrderVersionPage:
-        """A page of the versions of orders updated at or after `updated_since`, oldest first."""
+        """A page of the versions of orders updated at or after `updated_since`, oldest first.
+
+        BulkListRefusedError when Amazon refuses createReport (an app without the Inventory and
+        Order Tracking role), and for `REPORT_REFUSAL_HOLD_S` after, without asking."""
         if cursor is None:
             report_id = await self._create(updated_since)
             offset = 0
@@ -97,19 +109,37 @@ class OrderReports:
             )
             start = now - const.ORDER_REPORT_MAX_WINDOW + const.ORDER_DATA_LAG
         client = self._client
-        created = await client.call(
-            const.CREATE_REPORT,
-            lambda apis: apis.reports._request(
-                const.REPORTS_PATH,
-                data={
-                    "reportType": const.ORDER_REPORT_TYPE,
-                    "marketplaceIds": list(client.marketplace_ids),
-                    "dataStartTime": _iso(start),
-                },
-                params={"method": "POST"},
-                add_marketplace=False,
-            ),
-        )
+        if self.is_refused:
+            raise BulkListRefusedError(
+                "order reports were refused lately", channel=client.channel, operation="report"
+            )
+        try:
+            created = await client.call(
+                const.CREATE_REPORT,
+                lambda apis: apis.reports._request(
+                    const.REPORTS_PATH,
+                    data={
+                        "reportType": const.ORDER_REPORT_TYPE,
+                        "marketplaceIds": list(client.marketplace_ids),
+                        "dataStartTime": _iso(start),
+                    },
+                    params={"method": "POST"},
+                    add_marketplace=False,
+                ),
+            )
+        except AuthError as err:
+            if err.operation != const.CREATE_REPORT:
+                raise  # Login with Amazon refused the seller: the channel's own problem
+            self._refused_at = self._clock()
+            log.warning(
+                "channel %s: Amazon refused the order report (%s); reconciles and late polls read "
+                "searchOrders pages instead. Grant the app the Inventory and Order Tracking role.",
+                client.channel,
+                err,
+            )
+            raise BulkListRefusedError(
+                f"createReport refused: {err}", channel=client.channel, operation="report"
+            ) from err
         with answer_shape(client.channel, const.CREATE_REPORT):
             report_id = str(created["reportId"])
         log.info(

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 
 from connectors.base import Capabilities, OrderPage, OrderStatus, OrderVersion, OrderVersionPage
 from connectors.base import Order as ChannelOrder
-from connectors.errors import RetryableError, SkipRecordError
+from connectors.errors import BulkListRefusedError, RetryableError, SkipRecordError
 from connectors.memory import MemoryConnector, MemoryMarketplace
 from sync.db import Database
 from sync.ingest import ChannelRef
@@ -390,10 +390,13 @@ class _Reported(_Recording):
         self.lists = 0
         self.bulk_after = bulk_after
         self.fail_bulk_at: str | None = None
+        self.refused = False
 
     async def bulk_order_versions(
         self, updated_since: datetime, cursor: str | None
     ) -> OrderVersionPage:
+        if self.refused:
+            raise BulkListRefusedError("createReport refused: HTTP 403", channel="shop")
         if cursor is None:
             self.lists += 1
         if cursor is not None and cursor == self.fail_bulk_at:
@@ -502,3 +505,42 @@ def test_a_channel_whose_first_poll_never_finished_goes_to_the_bulk_list_too(
     done = asyncio.run(poll_orders(database, channel, initial_since=SINCE))
     assert (connector.lists, connector.asked, done.is_complete) == (1, [], True)
     assert set(_stored(database)) == set(market.orders)
+
+
+def test_a_refused_bulk_list_leaves_reconciles_and_late_polls_to_pages(database: Database) -> None:
+    """An Amazon app without the reports role: the reconcile and a poll that fell behind read
+    searchOrders pages as before, and find what was missing."""
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+    connector = _Reported(market, bulk_after=timedelta(minutes=10))
+    connector.refused = True
+    channel = PollChannel(ChannelRef(channel_id, "shop"), connector)
+    asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    first = market.orders["O-1"]
+    market.orders["O-1"] = replace(
+        first, status=OrderStatus.CANCELLED, updated_at=first.updated_at + timedelta(microseconds=1)
+    )
+    connector.asked.clear()
+    result = asyncio.run(reconcile(database, channel, overlap=OVERLAP, initial_since=SINCE))
+    assert (result.orders_stale, len(connector.asked), connector.lists) == (1, 4, 0)
+
+    with database.session() as session:
+        session.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(last_poll_at=utcnow() - timedelta(minutes=11))
+        )
+        session.execute(
+            update(PollCheckpoint)
+            .where(PollCheckpoint.channel_id == channel_id)
+            .values(position_at=SINCE, cursor=None)
+        )
+    market.orders["O-LATE"] = replace(first, external_id="O-LATE")
+    connector.asked.clear()
+    connector.fail_at = 2  # cut after the first page: the saved cursor is a page's
+    with pytest.raises(RetryableError):
+        asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    position, cursor = _checkpoint(database, channel_id)
+    assert position == SINCE and cursor is not None and not cursor.startswith("bulk:")
+    asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert "O-LATE" in _stored(database)

@@ -14,9 +14,17 @@ from connectors.amazon import const
 from connectors.amazon.mapper_notice import provisional_time
 from connectors.amazon.order_report import versions_of_document
 from connectors.base import ListsOrderVersionsInBulk, OrderVersion
-from connectors.errors import PermanentError, RetryableError
+from connectors.errors import BulkListRefusedError, PermanentError, RetryableError
 from tests.connectors.amazon.conftest import load_spec
-from tests.connectors.amazon.fake_amazon import ORDER_REPORT_URL, US, FakeAmazon, connector
+from tests.connectors.amazon.fake_amazon import (
+    ORDER_ID,
+    ORDER_REPORT_URL,
+    US,
+    FakeAmazon,
+    connector,
+    error,
+    order,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -206,3 +214,27 @@ async def test_a_poll_and_a_reconcile_paging_two_reports_at_once_read_each_docum
         cursors = [page.next_cursor for page in pages]
     assert cursors == [None, None]
     assert len(amazon.calls(const.GET_REPORT_DOCUMENT)) == 2
+
+
+async def test_an_app_without_the_reports_role_is_refused_reports_not_the_channel() -> None:
+    """A 403 on createReport means the role is missing, not that the seller's credentials are
+    bad: it must not stop the channel (AuthError would), and is not asked again for an hour."""
+    amazon = _fake(_document(1), "DONE")
+    amazon.on(
+        const.CREATE_REPORT, error(403, "Unauthorized", "Access to requested resource is denied.")
+    )
+    amazon.on(const.GET_ORDER, {"order": order()})
+    reports = connector(amazon, now=lambda: NOW, has_notifications=True)
+    assert reports.bulk_after == const.ORDER_REPORT_POLL_AFTER
+    with pytest.raises(BulkListRefusedError, match="createReport refused"):
+        await reports.bulk_order_versions(SINCE, None)
+    asked = len(amazon.calls(const.CREATE_REPORT))
+    assert asked == 2  # once, and once more with a fresh access token
+    assert reports.bulk_after is None  # polls stop asking for reports
+    with pytest.raises(BulkListRefusedError):
+        await reports.bulk_order_versions(SINCE, None)
+    assert len(amazon.calls(const.CREATE_REPORT)) == asked
+    assert (await reports.fetch_order(ORDER_ID)).external_id == ORDER_ID  # the channel works
+
+    amazon.clock.now += const.REPORT_REFUSAL_HOLD_S
+    assert reports.bulk_after == const.ORDER_REPORT_POLL_AFTER  # asked again after the hold
