@@ -197,15 +197,15 @@ async def poll_orders(
         read_only, db, lambda s: (*read_checkpoint(s, ref.id), _last_poll_at(s, ref.id))
     )
     since = since or initial_since
-    bulk = _is_bulk(cursor) or _is_behind(channel.connector, last_ok)
-    if bulk and not _is_bulk(cursor):
+    bulk = is_bulk(cursor) or _is_behind(channel.connector, last_ok)
+    if bulk and not is_bulk(cursor):
         log.info(
             "channel %s: no poll finished since %s; the window goes from the channel's bulk list",
             ref.name,
             last_ok.isoformat(),
         )
         cursor = None
-    elif cursor is not None and _is_bulk(cursor):
+    elif cursor is not None and is_bulk(cursor):
         cursor = cursor.removeprefix(BULK_CURSOR)
     result = PollResult(position_at=since)
     newest = since
@@ -251,7 +251,8 @@ BULK_CURSOR = "bulk:"
 """Prefix of a saved cursor of a pass that reads the connector's bulk list."""
 
 
-def _is_bulk(cursor: str | None) -> bool:
+def is_bulk(cursor: str | None) -> bool:
+    """Whether a saved cursor is that of a poll pass reading the bulk list."""
     return cursor is not None and cursor.startswith(BULK_CURSOR)
 
 
@@ -290,12 +291,14 @@ async def fetch_page(
     db: Database | None = None,
     *,
     bulk: bool = False,
+    read_until: datetime | None = None,
 ) -> _Page:
     """One page of the channel's orders, counted. A connector that lists versions first
     (`ReadsOrderVersions`, or for a reconcile, `bulk`, `ListsOrderVersionsInBulk`) has only the
     orders read that the store lacks at that version: a poll whose window went back far (after
     an outage, or kills mid-pass) re-read every order in it, one query each on Shopify, for
-    hours; a reconcile on Amazon read its window at 100 orders every 3 minutes."""
+    hours; a reconcile on Amazon read its window at 100 orders every 3 minutes. `read_until`:
+    orders of the bulk list changed later are left to a poll that is reading them."""
     connector = channel.connector
     if db is not None and bulk and isinstance(connector, ListsOrderVersionsInBulk):
         try:
@@ -310,7 +313,8 @@ async def fetch_page(
                 raise
             log.warning("channel %s: %s; reading page by page", channel.name, err.reason)
         else:
-            return replace(await _read_lacking(channel, listed, metrics, db), is_bulk=True)
+            page = await _read_lacking(channel, listed, metrics, db, read_until)
+            return replace(page, is_bulk=True)
     if db is not None and isinstance(connector, ReadsOrderVersions):
         listed = await call_channel(
             channel, "fetch_order_versions", metrics, connector.fetch_order_versions(since, cursor)
@@ -323,16 +327,22 @@ async def fetch_page(
 
 
 async def _read_lacking(
-    channel: PollChannel, listed: OrderVersionPage, metrics: Metrics | None, db: Database
+    channel: PollChannel,
+    listed: OrderVersionPage,
+    metrics: Metrics | None,
+    db: Database,
+    read_until: datetime | None = None,
 ) -> _Page:
-    """The page of orders the listing names that the store lacks at the version listed."""
+    """The page of orders the listing names that the store lacks at the version listed (and,
+    with `read_until`, changed no later than that)."""
     stored = await asyncio.to_thread(
         read_only, db, lambda s: _stored_versions(s, channel.ref.id, listed.versions)
     )
     wanted = [
         version.external_id
         for version in listed.versions
-        if version.external_id not in stored or stored[version.external_id] < version.updated_at
+        if (version.external_id not in stored or stored[version.external_id] < version.updated_at)
+        and (read_until is None or version.updated_at <= read_until)
     ]
     orders = await _read_orders(channel, wanted, metrics)
     return _Page(orders, listed.next_cursor, [v.updated_at for v in listed.versions])

@@ -544,3 +544,35 @@ def test_a_refused_bulk_list_leaves_reconciles_and_late_polls_to_pages(database:
     assert position == SINCE and cursor is not None and not cursor.startswith("bulk:")
     asyncio.run(poll_orders(database, channel, initial_since=SINCE))
     assert "O-LATE" in _stored(database)
+
+
+def test_a_reconcile_leaves_to_a_poll_reading_the_bulk_list_what_is_past_its_position(
+    database: Database,
+) -> None:
+    """Amazon's poll and reconcile both reading one window from reports read each lacking order
+    twice at 0.5 getOrder a second (the long chaos run's end phase)."""
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+    connector = _Reported(market)
+    channel = PollChannel(ChannelRef(channel_id, "shop"), connector)
+    asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    position = max(order.updated_at for order in market.orders.values())
+    with database.session() as session:
+        session.execute(
+            update(PollCheckpoint)
+            .where(PollCheckpoint.channel_id == channel_id)
+            .values(position_at=position, cursor="bulk:2")
+        )
+    first = market.orders["O-1"]
+    market.orders["O-1"] = replace(
+        first, status=OrderStatus.CANCELLED, updated_at=first.updated_at + timedelta(microseconds=1)
+    )
+    ahead = position + timedelta(seconds=1)
+    market.orders["O-AHEAD"] = replace(first, external_id="O-AHEAD", updated_at=ahead)
+    asyncio.run(reconcile(database, channel, overlap=OVERLAP, initial_since=SINCE))
+    assert connector.read == ["O-1"]  # O-AHEAD is the poll's
+
+    with database.session() as session:  # the poll's pass ended: the reconcile reads all
+        session.execute(update(PollCheckpoint).values(cursor=None))
+    asyncio.run(reconcile(database, channel, overlap=OVERLAP, initial_since=SINCE))
+    assert connector.read == ["O-1", "O-AHEAD"]
