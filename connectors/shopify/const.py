@@ -183,7 +183,7 @@ ORDER_IDS = Operation(
 query ChannelSyncOrderIds($first: Int!, $after: String, $query: String!) {
   orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {
     pageInfo { hasNextPage endCursor }
-    nodes { id updatedAt }
+    nodes { id updatedAt cancelledAt }
   }
 }
 """,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -265,7 +265,7 @@ def order_from_graphql(node: RawPayload) -> Order:
             fulfillment=node.get("displayFulfillmentStatus"),
         ),
         currency=currency,
-        updated_at=_time(node["updatedAt"], "updatedAt"),
+        updated_at=version_time(_time(node["updatedAt"], "updatedAt"), cancelled_at),
         lines=tuple(lines),
         number=_text(node.get("name")),
         total=_shop_money(node.get("currentTotalPriceSet"), currency, "total", rest=False),
@@ -365,7 +365,7 @@ def order_from_webhook(payload: RawPayload) -> Order:
             fulfillment=payload.get("fulfillment_status"),
         ),
         currency=currency,
-        updated_at=_time(payload["updated_at"], "updated_at"),
+        updated_at=version_time(_time(payload["updated_at"], "updated_at"), cancelled_at),
         lines=tuple(lines),
         number=_text(payload.get("name")),
         total=total,
@@ -419,3 +419,20 @@ def matching_fulfillment(
         if parcel.tracking_number == tracking_number and +parcel.units == +Counter(units):
             return parcel.external_id
     return None
+
+
+CANCELLED_LATER = timedelta(microseconds=999_000)
+
+
+def version_time(updated_at: datetime, cancelled_at: datetime | None) -> datetime:
+    """The order's change time as the store orders its versions (newest wins).
+
+    Shopify's times have whole seconds, so an order cancelled in the second of its previous
+    change (placed and cancelled at once) carried the same time as that change, and the store
+    kept the open copy: the long chaos run's 14 wrong states, cancellations whose webhook was
+    lost and whose poll listed nothing newer. A cancelled order is dated at the end of its
+    second: after any version of that second, before any of the next.
+    """
+    if cancelled_at is None or updated_at.microsecond:
+        return updated_at
+    return updated_at + CANCELLED_LATER

@@ -49,8 +49,8 @@ class OrderReader:
         self._channel = client.channel
 
     async def versions(self, updated_since: datetime, cursor: str | None) -> OrderVersionPage:
-        """One page of ids with their `updatedAt`, oldest change first: what a poll page reads
-        before any order in full."""
+        """One page of ids with their change times (`mapper.version_time`: a cancelled order's
+        at the end of its second), oldest first: what a poll page reads before any order."""
         data = await self._client.execute(
             const.ORDER_IDS,
             {
@@ -63,7 +63,15 @@ class OrderReader:
             connection = data["orders"]
             try:
                 versions = [
-                    OrderVersion(str(node["id"]), mapper.parse_time(node["updatedAt"], "updatedAt"))
+                    OrderVersion(
+                        str(node["id"]),
+                        mapper.version_time(
+                            mapper.parse_time(node["updatedAt"], "updatedAt"),
+                            mapper.parse_time(node["cancelledAt"], "cancelledAt")
+                            if node.get("cancelledAt")
+                            else None,
+                        ),
+                    )
                     for node in connection["nodes"]
                 ]
             except InvalidValueError as err:

