@@ -179,6 +179,17 @@ class ReadsOrderVersions(Protocol):
 
 
 @runtime_checkable
+class ReadsListedOrders(Protocol):
+    """A `ReadsOrderVersions` connector whose version pages carry the orders, all but a part
+    that costs calls (eBay: getOrders pages hold each order, not its parcels). The poller reads
+    an order it lacks with `fetch_listed_order`, which completes the order listed, instead of
+    `fetch_order`."""
+
+    async def fetch_listed_order(self, version: OrderVersion) -> Order:
+        """The order at (or after) the version listed; NotFoundError if it is gone."""
+
+
+@runtime_checkable
 class ListsOrderVersionsInBulk(Protocol):
     """A connector with a bulk list of which orders changed in a long window, too slow or too
     dear for every poll but far cheaper than reading the window page by page (Amazon: the All

@@ -27,6 +27,7 @@ from connectors.base import (
     Order,
     OrderVersion,
     OrderVersionPage,
+    ReadsListedOrders,
     ReadsOrderVersions,
 )
 from connectors.errors import (
@@ -339,7 +340,7 @@ async def _read_lacking(
         read_only, db, lambda s: _stored_versions(s, channel.ref.id, listed.versions)
     )
     wanted = [
-        version.external_id
+        version
         for version in listed.versions
         if (version.external_id not in stored or stored[version.external_id] < version.updated_at)
         and (read_until is None or version.updated_at <= read_until)
@@ -352,18 +353,23 @@ _READS_AT_ONCE = 4  # order reads of one poll page in flight; the channel's limi
 
 
 async def _read_orders(
-    channel: PollChannel, external_ids: Sequence[str], metrics: Metrics | None
+    channel: PollChannel, versions: Sequence[OrderVersion], metrics: Metrics | None
 ) -> list[Order]:
-    """The orders named, each read in full; one gone meanwhile is left out, and one the
+    """The orders listed, each read in full; one gone meanwhile is left out, and one the
     connector cannot read is left out with a warning naming it and what is wrong."""
     slots = asyncio.Semaphore(_READS_AT_ONCE)
+    connector = channel.connector
 
-    async def one(external_id: str) -> Order | None:
+    def read(version: OrderVersion) -> Awaitable[Order]:
+        if isinstance(connector, ReadsListedOrders):
+            return connector.fetch_listed_order(version)
+        return connector.fetch_order(version.external_id)
+
+    async def one(version: OrderVersion) -> Order | None:
+        external_id = version.external_id
         async with slots:
             try:
-                return await call_channel(
-                    channel, "fetch_order", metrics, channel.connector.fetch_order(external_id)
-                )
+                return await call_channel(channel, "fetch_order", metrics, read(version))
             except NotFoundError:
                 return None
             except SkipRecordError as err:
@@ -372,7 +378,7 @@ async def _read_orders(
                 )
                 return None
 
-    found = await asyncio.gather(*(one(external_id) for external_id in external_ids))
+    found = await asyncio.gather(*(one(version) for version in versions))
     return [order for order in found if order is not None]
 
 

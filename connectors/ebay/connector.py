@@ -18,6 +18,8 @@ from connectors.base import (
     FulfillmentRequest,
     Order,
     OrderPage,
+    OrderVersion,
+    OrderVersionPage,
     StockPushResult,
     StockTarget,
 )
@@ -202,6 +204,17 @@ class EbayConnector:
     async def fetch_orders(self, updated_since: datetime, cursor: str | None) -> OrderPage:
         """Orders modified at or after `updated_since` (less an overlap), 200 a page."""
         return await self._orders.page(updated_since, cursor)
+
+    async def fetch_order_versions(
+        self, updated_since: datetime, cursor: str | None
+    ) -> OrderVersionPage:
+        """`fetch_orders`' pages as versions, no parcels read: the poller reads in full only
+        the orders the store lacks at that version."""
+        return await self._orders.versions(updated_since, cursor)
+
+    async def fetch_listed_order(self, version: OrderVersion) -> Order:
+        """An order `fetch_order_versions` listed, from its page, with its parcels."""
+        return await self._orders.listed(version)
 
     async def fetch_order(self, external_id: str) -> Order:
         """One order by its eBay order id, with its parcels; NotFoundError if there is none."""

@@ -45,6 +45,7 @@ ORDERS_PAGE = 200  # getOrders: limit defaults to 50, at most 200
 ORDER_OVERLAP_S = 120.0  # re-read this much before the checkpoint: eBay's search lags its writes
 INVENTORY_ITEMS_PAGE = 100  # getInventoryItems page size
 BULK_GET_BATCH = 25  # bulkGetInventoryItem requests per call
+LISTED_HELD = 2_000  # orders of the latest getOrders version pages held for the reads that follow
 DETAIL_CONCURRENCY = 4  # shipping-fulfilment reads in flight at once during an order page
 
 # Stock --------------------------------------------------------------------------------------

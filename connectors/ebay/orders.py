@@ -6,18 +6,30 @@ checkpoint, since eBay's order search lags its writes; 200 orders a page, offset
 the end (the cursor is the next offset; the engine keeps the position fixed until the last page,
 so every page of one poll asks the same filter). An order whose fulfilment hrefs are not empty
 has parcels: they are read too, so that its lines' shipped units and tracking are known.
+
+The poller lists versions first (`versions`: the same pages, no parcels read) and reads in full
+only the orders the store lacks at that version (`listed`: the order from its page, plus its
+parcels). A reconcile of a day's shipped orders then costs its getOrders pages, not a
+getShippingFulfillments per order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import InvalidOperation
 from typing import Any
 
-from connectors.base import InvalidValueError, Order, OrderPage
+from connectors.base import (
+    InvalidValueError,
+    Order,
+    OrderPage,
+    OrderVersion,
+    OrderVersionPage,
+)
 from connectors.ebay import const, mapper
 from connectors.ebay.client import EbayRestClient, answer_shape
 from connectors.errors import NotFoundError, PermanentError, SkipRecordError
@@ -63,6 +75,7 @@ class OrderReader:
         self._channel = client.channel
         self._overlap = timedelta(seconds=overlap_s)
         self._page_size = page_size
+        self._listed: OrderedDict[str, tuple[datetime, Mapping[str, Any]]] = OrderedDict()
 
     def _offset(self, cursor: str | None) -> int:
         if cursor is None:
@@ -73,9 +86,11 @@ class OrderReader:
             )
         return int(cursor)
 
-    async def page(self, updated_since: datetime, cursor: str | None) -> OrderPage:
-        """One poll page: orders modified at or after `updated_since` (less the overlap), a
-        malformed one logged (its id and what is wrong) and left out."""
+    async def _listing(
+        self, updated_since: datetime, cursor: str | None
+    ) -> tuple[list[Mapping[str, Any]], str | None]:
+        """One getOrders page (modified at or after `updated_since`, less the overlap): its
+        orders as eBay gave them, and the next page's cursor."""
         offset = self._offset(cursor)
         body = await self._client.get_json(
             const.ORDERS_PATH,
@@ -88,12 +103,26 @@ class OrderReader:
             },
         )
         with answer_shape(self._channel, "getOrders"):
-            raws = list(body.get("orders") or ())
+            raws = [raw for raw in body.get("orders") or () if isinstance(raw, Mapping)]
             total = body.get("total")
             has_more = bool(raws) and (
                 body.get("next") is not None
                 or (isinstance(total, int) and offset + len(raws) < total)
             )
+        return raws, str(offset + self._page_size) if has_more else None
+
+    def _left_out(self, raw: Mapping[str, Any], err: Exception) -> None:
+        log.warning(
+            "channel %s: order %s left out, malformed: %s",
+            self._channel,
+            str(raw.get("orderId"))[:80],
+            malformed_reason(err),
+        )
+
+    async def page(self, updated_since: datetime, cursor: str | None) -> OrderPage:
+        """One poll page: orders modified at or after `updated_since` (less the overlap), a
+        malformed one logged (its id and what is wrong) and left out."""
+        raws, next_cursor = await self._listing(updated_since, cursor)
         slots = asyncio.Semaphore(const.DETAIL_CONCURRENCY)
 
         async def read(raw: Mapping[str, Any]) -> Order | None:
@@ -102,19 +131,52 @@ class OrderReader:
                     parcels = await self.parcels_of(raw)
                 return mapper.order_from_ebay(raw, parcels)
             except MALFORMED as err:
-                log.warning(
-                    "channel %s: order %s left out, malformed: %s",
-                    self._channel,
-                    str(raw.get("orderId"))[:80],
-                    malformed_reason(err),
-                )
+                self._left_out(raw, err)
                 return None
 
-        found = await asyncio.gather(*(read(raw) for raw in raws if isinstance(raw, Mapping)))
+        found = await asyncio.gather(*(read(raw) for raw in raws))
         return OrderPage(
             orders=tuple(order for order in found if order is not None),
-            next_cursor=str(offset + self._page_size) if has_more else None,
+            next_cursor=next_cursor,
         )
+
+    async def versions(self, updated_since: datetime, cursor: str | None) -> OrderVersionPage:
+        """The page `page` would give, as versions (`lastModifiedDate`, which eBay moves on
+        every change, a shipment included), reading no parcels. The orders listed are held
+        (the last `LISTED_HELD`) so that `listed` reads only the parcels of one the store lacks."""
+        raws, next_cursor = await self._listing(updated_since, cursor)
+        versions = []
+        for raw in raws:
+            try:
+                version = OrderVersion(
+                    external_id=str(raw["orderId"]),
+                    updated_at=mapper.parse_time(raw["lastModifiedDate"], "lastModifiedDate"),
+                )
+            except MALFORMED as err:
+                self._left_out(raw, err)
+                continue
+            self._listed[version.external_id] = (version.updated_at, raw)
+            self._listed.move_to_end(version.external_id)
+            versions.append(version)
+        while len(self._listed) > const.LISTED_HELD:
+            self._listed.popitem(last=False)
+        return OrderVersionPage(versions=versions, next_cursor=next_cursor)
+
+    async def listed(self, version: OrderVersion) -> Order:
+        """An order `versions` listed: from the page it came on when held there at that
+        version, with its parcels read; read afresh otherwise."""
+        held = self._listed.pop(version.external_id, None)
+        if held is None or held[0] != version.updated_at:
+            return await self.order(version.external_id)
+        raw = held[1]
+        try:
+            return mapper.order_from_ebay(raw, await self.parcels_of(raw))
+        except MALFORMED as err:
+            raise SkipRecordError(
+                f"order is malformed: {malformed_reason(err)}",
+                channel=self._channel,
+                operation="getOrders",
+            ) from err
 
     async def raw_order(self, order_id: str, *, is_priority: bool = False) -> dict[str, Any]:
         """getOrder's JSON; NotFoundError when the seller has no such order."""

@@ -380,6 +380,33 @@ def test_an_order_the_connector_cannot_read_is_left_out_with_a_warning_naming_it
     assert "O-2" in caplog.text and "malformed" in caplog.text
 
 
+def test_a_connector_whose_pages_carry_the_orders_completes_the_listed_one(
+    database: Database,
+) -> None:
+    """eBay's getOrders pages hold each order but its parcels: an order the store lacks is
+    read with `fetch_listed_order`, from the version listed, not with a fresh `fetch_order`."""
+    channel_id = _shop(database)
+    market = poll_worker.seeded_marketplace()
+
+    class _Listed(_Versioned):
+        def __init__(self, market: MemoryMarketplace) -> None:
+            super().__init__(market)
+            self.completed: list[OrderVersion] = []
+
+        async def fetch_listed_order(self, version: OrderVersion) -> ChannelOrder:
+            self.completed.append(version)
+            return await MemoryConnector.fetch_order(self, version.external_id)
+
+    connector = _Listed(market)
+    channel = PollChannel(ChannelRef(channel_id, "shop"), connector)
+    asyncio.run(poll_orders(database, channel, initial_since=SINCE))
+    assert connector.read == []
+    assert {v.external_id: v.updated_at for v in connector.completed} == {
+        o.external_id: o.updated_at for o in market.orders.values()
+    }
+    assert set(_stored(database)) == set(market.orders)
+
+
 class _Reported(_Recording):
     """Lists versions in bulk (as Amazon's order report), one list for the whole window, read
     in pages of two; counts the lists made and the orders read in full."""

@@ -140,6 +140,48 @@ async def test_fetch_order_reads_one_order_or_says_there_is_none() -> None:
     await connector.aclose()
 
 
+async def test_versions_read_no_parcels_and_a_listed_order_reads_only_its_parcels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ebay = FakeEbay()
+    shipped = ebay_order(
+        orderId="12-0000-0001",
+        orderFulfillmentStatus="FULFILLED",
+        fulfillmentHrefs=["https://api.ebay.test/x"],
+        lastModifiedDate="2026-03-04T18:05:00.250Z",
+    )
+    broken = ebay_order(orderId="12-0000-0002")
+    del broken["lastModifiedDate"]
+    ebay.on("GET", ORDERS, _page([shipped, broken, ebay_order()], 3, 0))
+    parcels_path = f"{ORDERS}/12-0000-0001/shipping_fulfillment"
+    ebay.on("GET", parcels_path, {"fulfillments": [fulfillment({"10058123456701": 2})], "total": 1})
+    newer = dict(shipped, lastModifiedDate="2026-03-04T18:06:00.000Z")
+    ebay.on("GET", f"{ORDERS}/12-0000-0001", newer)
+    connector = connect(ebay)
+
+    listed = await connector.fetch_order_versions(SINCE, None)
+    assert [(v.external_id, v.updated_at) for v in listed.versions] == [
+        ("12-0000-0001", datetime(2026, 3, 4, 18, 5, 0, 250000, tzinfo=UTC)),
+        (ORDER_ID, listed.versions[1].updated_at),
+    ]
+    assert listed.next_cursor is None
+    assert ebay.calls("GET", parcels_path) == []  # a version costs no parcel read
+    assert "12-0000-0002" in caplog.text and "lastModifiedDate" in caplog.text
+
+    order = await connector.fetch_listed_order(listed.versions[0])
+    assert order.status is OrderStatus.SHIPPED
+    assert [s.tracking_number for s in order.shipments] == ["9400111899223197428490"]
+    assert order.updated_at == listed.versions[0].updated_at
+    assert len(ebay.calls("GET", parcels_path)) == 1
+    assert ebay.calls("GET", f"{ORDERS}/12-0000-0001") == []  # the page held the order
+
+    # Held no more (read once), or listed at another version: read afresh with getOrder.
+    again = await connector.fetch_listed_order(listed.versions[0])
+    assert again.updated_at == datetime(2026, 3, 4, 18, 6, tzinfo=UTC)
+    assert len(ebay.calls("GET", f"{ORDERS}/12-0000-0001")) == 1
+    await connector.aclose()
+
+
 def _request(lines: tuple[ShipmentLine, ...], **changes: Any) -> FulfillmentRequest:
     values: dict[str, Any] = {
         "key": "shipment-7",
