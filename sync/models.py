@@ -315,6 +315,13 @@ class ShipmentLine(Base):
     quantity: Mapped[int] = mapped_column(Integer)
 
 
+LANE_SCARCE = 0
+"""An outbox job's lane when it tells a channel that a listing is down to its last few units:
+while a rate-limited channel works through a queue of changes (Amazon patches 5 listings a
+second), the listing that is about to sell out is the one another sale would oversell."""
+LANE_NORMAL = 1
+
+
 class OutboxJob(Base):
     """A durable "make this true on that channel", written in the transaction that caused it."""
 
@@ -329,6 +336,7 @@ class OutboxJob(Base):
             sqlite_where=text("state = 'pending'"),
         ),
         Index("ix_outbox_jobs_claim", "state", "run_after"),
+        Index("ix_outbox_jobs_lane", "channel_id", "state", "lane", "run_after"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -338,6 +346,8 @@ class OutboxJob(Base):
     payload: Mapped[dict[str, Any]]
     state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"), default=JobState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Claimed lane by lane, then oldest first: see LANE_SCARCE.
+    lane: Mapped[int] = mapped_column(Integer, default=LANE_NORMAL, server_default="1")
     run_after: Mapped[datetime] = mapped_column(default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None]

@@ -10,7 +10,7 @@ expires; a worker that dies leaves it to be claimed again after that. PostgreSQL
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +20,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
+from sync.models import (
+    LANE_NORMAL,
+    LANE_SCARCE,
+    JobKind,
+    JobState,
+    Listing,
+    OutboxJob,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -61,11 +69,13 @@ def enqueue_many(
     kind: JobKind,
     jobs: Sequence[tuple[str, dict[str, Any]]],
     now: datetime | None = None,
+    scarce: Collection[str] = (),
 ) -> None:
     """`enqueue` for several (identity key, payload) jobs at once, in one statement run over
     all their rows: a planning round of thousands of jobs holds the write lock for the time of
     one executemany, not of thousands of statements built one by one. Identity keys must be
-    distinct within one call."""
+    distinct within one call. The jobs whose keys are in `scarce` go in the scarce lane, the
+    others in the normal one (a replaced job takes the lane of its new payload)."""
     if not jobs:
         return
     now = now or utcnow()
@@ -77,6 +87,7 @@ def enqueue_many(
             "payload": payload,
             "state": JobState.PENDING,
             "attempts": 0,
+            "lane": LANE_SCARCE if identity_key in scarce else LANE_NORMAL,
             "run_after": now,
             "created_at": now,
             "updated_at": now,
@@ -99,6 +110,7 @@ def enqueue_many(
             # it went to the back, a listing that kept selling on a rate-limited channel
             # (Amazon, 5 updates/s) waited behind every quieter one, again at each sale.
             "run_after": earliest(OutboxJob.run_after, stmt.excluded.run_after),
+            "lane": stmt.excluded.lane,
             "updated_at": stmt.excluded.updated_at,
             "last_error": None,
         },
@@ -170,7 +182,8 @@ def claim(
     lease: timedelta,
     now: datetime | None = None,
 ) -> list[OutboxJob]:
-    """Take up to `limit` due jobs of one channel under a lease, oldest first.
+    """Take up to `limit` due jobs of one channel under a lease: the scarce lane first (see
+    LANE_SCARCE), oldest first within a lane.
 
     A job whose identity already has a running job waits: two pushes for one listing in flight
     at once could arrive in either order, and the older must never land last.
@@ -192,7 +205,7 @@ def claim(
                 )
             ),
         )
-        .order_by(OutboxJob.run_after, OutboxJob.id)
+        .order_by(OutboxJob.lane, OutboxJob.run_after, OutboxJob.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()

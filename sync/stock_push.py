@@ -29,6 +29,12 @@ MAX_CAS_ROUNDS = 5
 _LESSON = ("unseen", "expected", "believed")  # what a conflict adds to a job's payload
 
 
+SCARCE_UNITS = 3
+"""A push that lowers a listing to this many units or fewer goes in the outbox's scarce lane,
+ahead of the channel's other stock pushes: while a channel's rate limit holds a queue of
+changes, a listing with many units left can wait a few seconds, the last units cannot."""
+
+
 @dataclass(frozen=True)
 class ChannelStockPlan:
     """What planning needs to know of one channel."""
@@ -66,6 +72,7 @@ def plan_targets(
             session, {lst.sku for lst in channel_listings}, plan.locations
         )
         jobs: list[tuple[str, dict[str, Any]]] = []
+        scarce: list[str] = []
         for listing in channel_listings:
             listing.is_dirty = False
             quantity = plan.rules.apply(available.get(listing.sku, 0))
@@ -76,6 +83,8 @@ def plan_targets(
             if quantity == told and not verify:
                 continue
             listing.target_seq += 1
+            if told is not None and quantity < told and quantity <= SCARCE_UNITS:
+                scarce.append(STOCK_KEY.format(listing_id=listing.id))
             jobs.append(
                 (
                     STOCK_KEY.format(listing_id=listing.id),
@@ -91,7 +100,14 @@ def plan_targets(
         # One statement for the channel's jobs: thousands of dirty listings (a reconcile that
         # found drift everywhere, a catalogue import) must not hold SQLite's write lock for
         # minutes, which made every other writer fail with "database is locked".
-        enqueue_many(session, channel_id=channel_id, kind=JobKind.STOCK, jobs=jobs, now=now)
+        enqueue_many(
+            session,
+            channel_id=channel_id,
+            kind=JobKind.STOCK,
+            jobs=jobs,
+            now=now,
+            scarce=frozenset(scarce),
+        )
         if jobs:
             enqueued[channel_id] = len(jobs)
     session.flush()

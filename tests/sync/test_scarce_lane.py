@@ -1,0 +1,116 @@
+"""The outbox's scarce lane: a push that takes a listing down to its last units is claimed before
+the channel's older pushes, so a rate-limited channel working through a queue of changes stops
+selling the last unit first."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from sync.db import Database
+from sync.models import (
+    LANE_NORMAL,
+    LANE_SCARCE,
+    Channel,
+    JobKind,
+    Listing,
+    OutboxJob,
+    Sku,
+    StockLevel,
+    utcnow,
+)
+from sync.outbox import claim
+from sync.reservations import StockRules
+from sync.stock_push import SCARCE_UNITS, ChannelStockPlan, plan_targets
+
+# sku: (on hand now, what the channel was last told)
+LISTINGS = {
+    "PLENTY": (40, 41),  # a sale, many left
+    "LAST": (1, 2),  # a sale, one left
+    "GONE": (0, 1),  # sold out
+    "RESTOCKED": (2, 0),  # up, to few: nothing to oversell
+    "EDGE": (SCARCE_UNITS, SCARCE_UNITS + 5),
+    "NEW": (1, None),  # never told anything
+}
+
+
+def _store(database: Database) -> int:
+    with database.session() as session:
+        channel = Channel(name="amazon", kind="memory")
+        session.add(channel)
+        session.add_all(Sku(sku=sku) for sku in LISTINGS)
+        session.add_all(
+            StockLevel(sku=sku, location="default", on_hand=on_hand)
+            for sku, (on_hand, _) in LISTINGS.items()
+        )
+        session.flush()
+        session.add_all(
+            Listing(
+                channel_id=channel.id,
+                sku=sku,
+                external_ref=sku,
+                is_dirty=True,
+                last_pushed_quantity=told,
+            )
+            for sku, (_, told) in LISTINGS.items()
+        )
+        return channel.id
+
+
+def _plan(database: Database, channel_id: int) -> None:
+    plans = {channel_id: ChannelStockPlan(channel_id, StockRules(), ("default",))}
+    database.transact(lambda s: plan_targets(s, plans))
+
+
+def _lanes(database: Database) -> dict[str, int]:
+    with database.read_session() as session:
+        jobs = session.scalars(select(OutboxJob)).all()
+        return {job.payload["listing_ref"]: job.lane for job in jobs}
+
+
+def test_a_push_down_to_the_last_units_goes_in_the_scarce_lane(database: Database) -> None:
+    channel_id = _store(database)
+    _plan(database, channel_id)
+    assert _lanes(database) == {
+        "PLENTY": LANE_NORMAL,
+        "LAST": LANE_SCARCE,
+        "GONE": LANE_SCARCE,
+        "RESTOCKED": LANE_NORMAL,
+        "EDGE": LANE_SCARCE,
+        "NEW": LANE_NORMAL,
+    }
+
+
+def test_the_scarce_lane_is_claimed_before_older_pushes_and_a_restock_leaves_it(
+    database: Database,
+) -> None:
+    channel_id = _store(database)
+    _plan(database, channel_id)
+    # PLENTY sells again: its job is replaced but keeps its place, in the normal lane.
+    with database.session() as session:
+        session.execute(
+            StockLevel.__table__.update()
+            .where(StockLevel.sku.in_(["PLENTY", "LAST"]))
+            .values(on_hand=StockLevel.on_hand + 30)  # LAST restocked to 31 before it went
+        )
+        session.execute(
+            Listing.__table__.update()
+            .where(Listing.sku.in_(["PLENTY", "LAST"]))
+            .values(is_dirty=True)
+        )
+    _plan(database, channel_id)
+    assert _lanes(database)["LAST"] == LANE_NORMAL  # 31 units: no longer in a hurry
+
+    with database.session() as session:
+        jobs = claim(
+            session,
+            channel_id=channel_id,
+            kinds=(JobKind.STOCK,),
+            limit=2,
+            owner="test",
+            lease=timedelta(seconds=60),
+            now=utcnow() + timedelta(seconds=1),
+        )
+        first = sorted(job.payload["listing_ref"] for job in jobs)
+    assert first == ["EDGE", "GONE"]
