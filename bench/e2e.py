@@ -129,7 +129,7 @@ def rate_figures(
     result: ReplayResult,
 ) -> dict[str, Any]:
     """Every figure of one rate: latency, calls against the bounds, oversells."""
-    bounds = stock_call_bounds(result.accepted, units)
+    bounds = stock_call_bounds(result.accepted, units, rate)
     over_orders, over_units = oversold_units(result.accepted, units)
     calls = {}
     for channel in CHANNELS:
@@ -143,6 +143,9 @@ def rate_figures(
             "ratio": round(made["stock"] / bound["final"], 2) if bound["final"] else None,
             "ratio_per_order": (
                 round(made["stock"] / bound["per_order"], 2) if bound["per_order"] else None
+            ),
+            "ratio_within_target": (
+                round(made["stock"] / bound["within_target"], 2) if bound["within_target"] else None
             ),
             "by_operation": made["by_operation"],
         }
@@ -329,6 +332,9 @@ def summary_line(figures: dict[str, Any]) -> dict[str, Any]:
         "calls_ratio": {r: {c: f["calls"][c]["ratio"] for c in CHANNELS} for r, f in rates.items()},
         "calls_ratio_per_order": {
             r: {c: f["calls"][c]["ratio_per_order"] for c in CHANNELS} for r, f in rates.items()
+        },
+        "calls_ratio_within_target": {
+            r: {c: f["calls"][c]["ratio_within_target"] for c in CHANNELS} for r, f in rates.items()
         },
         "oversells": {r: f["oversold_flagged"] for r, f in rates.items()},
         "oversells_by_channel": {r: f["oversold_by_channel"] for r, f in rates.items()},
