@@ -32,8 +32,8 @@ unit: $(STAMP) browser
 
 # The chaos run's long form (issue 9): 10,000 orders against the three sandboxes under faults,
 # 20 SIGKILLs of the daemon and one crash of its private PostgreSQL; the JSON line comes last.
-# About 90 minutes on 2 cores: 18 of buying, 10 of draining, then up to 60 for the final
-# poll-and-reconcile, which Amazon's searchOrders rate (a page every 3 minutes) stretches.
+# About 50 minutes on 2 cores (e758e2b): 17 of buying, 6 of draining, then 28 for the final
+# poll-and-reconcile, paced by Amazon's report and getOrder rates; its limit is 60.
 CHAOS_ARGS ?= --orders 10000 --kills 20
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
