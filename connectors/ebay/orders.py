@@ -168,15 +168,7 @@ class OrderReader:
         held = self._listed.pop(version.external_id, None)
         if held is None or held[0] != version.updated_at:
             return await self.order(version.external_id)
-        raw = held[1]
-        try:
-            return mapper.order_from_ebay(raw, await self.parcels_of(raw))
-        except MALFORMED as err:
-            raise SkipRecordError(
-                f"order is malformed: {malformed_reason(err)}",
-                channel=self._channel,
-                operation="getOrders",
-            ) from err
+        return await self._complete(held[1], "getOrders")
 
     async def raw_order(self, order_id: str, *, is_priority: bool = False) -> dict[str, Any]:
         """getOrder's JSON; NotFoundError when the seller has no such order."""
@@ -191,14 +183,18 @@ class OrderReader:
 
     async def order(self, order_id: str) -> Order:
         """One order with its parcels; SkipRecordError when it cannot be read."""
-        raw = await self.raw_order(order_id)
+        return await self._complete(await self.raw_order(order_id), "getOrder")
+
+    async def _complete(self, raw: Mapping[str, Any], operation: str) -> Order:
+        """The order eBay gave (by `operation`) with its parcels read; SkipRecordError when it
+        cannot be read."""
         try:
             return mapper.order_from_ebay(raw, await self.parcels_of(raw))
         except MALFORMED as err:
             raise SkipRecordError(
                 f"order is malformed: {malformed_reason(err)}",
                 channel=self._channel,
-                operation="getOrder",
+                operation=operation,
             ) from err
 
     async def parcels_of(self, raw: Mapping[str, Any]) -> list[dict[str, Any]]:
