@@ -87,12 +87,13 @@ def test_the_scarce_lane_is_claimed_before_older_pushes_and_a_restock_leaves_it(
 ) -> None:
     channel_id = _store(database)
     _plan(database, channel_id)
-    # PLENTY sells again: its job is replaced but keeps its place, in the normal lane.
+    # PLENTY and LAST are restocked by 30 before their pushes went: both jobs are replaced,
+    # keep their places, and are in the normal lane.
     with database.session() as session:
         session.execute(
             StockLevel.__table__.update()
             .where(StockLevel.sku.in_(["PLENTY", "LAST"]))
-            .values(on_hand=StockLevel.on_hand + 30)  # LAST restocked to 31 before it went
+            .values(on_hand=StockLevel.on_hand + 30)
         )
         session.execute(
             Listing.__table__.update()
