@@ -12,6 +12,10 @@ from collections.abc import Awaitable, Callable, Mapping
 _EPSILON = 1e-9
 
 
+# How often a background request looks again while a foreground one waits for its tokens.
+_BACKGROUND_POLL_S = 0.05
+
+
 def _check_positive(name: str, value: float) -> None:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -40,6 +44,7 @@ class TokenBucket:
         # The head waiter sleeps while holding the lock; asyncio.Lock queues the rest in arrival
         # order, so a small request cannot overtake a large one that is waiting for tokens.
         self._lock = asyncio.Lock()
+        self._background = asyncio.Lock()  # see acquire(reserve=...)
         # Set by update(): the channel's live figures may let the head waiter go at once (Shopify
         # reports its bucket in every answer; a waiter must not sleep out a stale estimate).
         self._changed = asyncio.Event()
@@ -71,11 +76,19 @@ class TokenBucket:
         missing = tokens - self._tokens
         return max(blocked, missing / self._rate, 0.0)
 
-    async def acquire(self, tokens: float = 1.0) -> float:
-        """Wait until `tokens` are available and take them; answer how many seconds that took."""
+    async def acquire(self, tokens: float = 1.0, *, reserve: float = 0.0) -> float:
+        """Wait until `tokens` are available and take them; answer how many seconds that took.
+
+        With a `reserve` the request is background work (a reconcile's page of listings): it
+        takes its tokens only while no other request waits and only if `reserve` tokens stay
+        in the bucket after it (or as many as its size leaves room for), so a request that comes
+        meanwhile (a stock push) goes at once instead of queueing behind it.
+        """
         _check_positive("tokens", tokens)
         if tokens > self._burst:
             raise ValueError(f"cannot take {tokens} tokens from a bucket of {self._burst}")
+        if reserve > 0:
+            return await self._acquire_background(tokens, reserve)
         started = self._clock()
         async with self._lock:
             while True:
@@ -90,6 +103,22 @@ class TokenBucket:
                     return self._clock() - started
                 # Re-checked after waking: penalize() or update() may have moved the goal.
                 await self._wait(wait)
+
+    async def _acquire_background(self, tokens: float, reserve: float) -> float:
+        started = self._clock()
+        async with self._background:  # background requests among themselves, in order
+            while True:
+                if tokens > self._burst:  # update() shrank the bucket while we waited
+                    raise ValueError(f"cannot take {tokens} tokens from a bucket of {self._burst}")
+                self._changed.clear()
+                now = self._clock()
+                self._refill(now)
+                wait = self._time_until(tokens + min(reserve, self._burst - tokens), now)
+                if wait <= _EPSILON and not self._lock.locked():
+                    self._tokens = max(0.0, self._tokens - tokens)
+                    return self._clock() - started
+                # A request in the foreground is waiting for its tokens: look again shortly.
+                await self._wait(wait if wait > _EPSILON else _BACKGROUND_POLL_S)
 
     async def _wait(self, seconds: float) -> None:
         """Sleep `seconds`, or less if update() brings new figures meanwhile."""

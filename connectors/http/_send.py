@@ -55,6 +55,7 @@ async def send(
     operation: str,
     limiter: TokenBucket | None,
     tokens: float = 1.0,
+    reserve: float = 0.0,
     params: QueryParams | None = None,
     headers: Mapping[str, str] | None = None,
     json: object = None,
@@ -64,6 +65,7 @@ async def send(
     """Take `tokens` from `limiter`, send, and raise the connector error for any failure.
 
     `request` is either a built httpx.Request, or a method with `url` and the keyword arguments.
+    A `reserve` makes it background work for the limiter (see `TokenBucket.acquire`).
     On HTTP 429 the limiter is penalized for the channel's Retry-After (or just emptied when the
     channel gave none, as Amazon does). The response body is read before returning.
     """
@@ -78,7 +80,7 @@ async def send(
             request, url, params=params, headers=headers, json=json, content=content, data=data
         )
     if limiter is not None:
-        await limiter.acquire(tokens)
+        await limiter.acquire(tokens, reserve=reserve)
     try:
         response = await client.send(built)
     except httpx.RequestError as error:

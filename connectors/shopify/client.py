@@ -39,6 +39,7 @@ from connectors.http import REASON_LIMIT, TokenBucket, make_client, retry_policy
 from connectors.shopify.const import (
     ACCESS_DENIED,
     ATTEMPTS,
+    BACKGROUND_RESERVE,
     BACKOFF_BASE_S,
     BACKOFF_CAP_S,
     CONNECT_TIMEOUT_S,
@@ -197,6 +198,7 @@ class ShopifyClient:
                 operation=name,
                 limiter=self._bucket,
                 tokens=tokens,
+                reserve=BACKGROUND_RESERVE if operation.is_background else 0.0,
                 json={"query": operation.document, "operationName": name, "variables": variables},
             )
         except ValueError as err:

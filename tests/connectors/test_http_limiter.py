@@ -70,6 +70,46 @@ async def test_waiters_are_served_first_come_first_served() -> None:
     assert clock.now == pytest.approx(1006.0)
 
 
+async def test_a_background_request_never_makes_a_foreground_one_wait_behind_it() -> None:
+    # Shopify's one cost bucket: a reconcile's listing page (800 points) is waiting for room
+    # when a stock push (10 points) comes. First come first served, the push would wait ~8 s.
+    clock = FakeClock()
+    bucket = make_bucket(100.0, 1000.0, clock)
+    await bucket.acquire(950.0)
+    served: list[tuple[str, float]] = []
+
+    async def take(name: str, tokens: float, reserve: float = 0.0) -> None:
+        waited = await bucket.acquire(tokens, reserve=reserve)
+        served.append((name, waited))
+
+    page = asyncio.create_task(take("page", 800.0, reserve=100.0))
+    await asyncio.sleep(0)  # the page is waiting now
+    push = asyncio.create_task(take("push", 10.0))
+    await asyncio.gather(page, push)
+    assert served[0] == ("push", 0.0)
+    assert served[1][0] == "page"
+    # The page went only when taking its 800 left the reserve behind.
+    assert bucket.available == pytest.approx(100.0)
+
+
+async def test_a_background_request_waits_while_a_foreground_one_waits_for_its_tokens() -> None:
+    clock = FakeClock()
+    bucket = make_bucket(10.0, 100.0, clock)
+    await bucket.acquire(100.0)
+    served: list[str] = []
+
+    async def take(name: str, tokens: float, reserve: float = 0.0) -> None:
+        await bucket.acquire(tokens, reserve=reserve)
+        served.append(name)
+
+    # The push queues first, for more tokens than the page: the page must not take them first.
+    push = asyncio.create_task(take("push", 60.0))
+    await asyncio.sleep(0)
+    page = asyncio.create_task(take("page", 20.0, reserve=10.0))
+    await asyncio.gather(push, page)
+    assert served == ["push", "page"]
+
+
 async def test_penalize_makes_everyone_wait_for_the_retry_after() -> None:
     clock = FakeClock()
     bucket = make_bucket(10.0, 10.0, clock)
