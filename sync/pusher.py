@@ -232,6 +232,12 @@ class StockPusher:
                     in_flight.add(asyncio.create_task(self._push(channel, batch)))
                 if left == 0:
                     arrivals.waiting_since = None
+                elif arrivals.waiting_since is None:
+                    # Work is due and waits from now at the latest: without this, a job left
+                    # behind (its listing's previous push in flight when the claim ran) waited
+                    # for the store to go quiet, which a busy daemon's other commits put off
+                    # for good.
+                    arrivals.waiting_since = loop.time()
             if not in_flight and not landed and (left == 0 or barred):
                 return
             waiters: set[asyncio.Future[Any]] = set(in_flight)

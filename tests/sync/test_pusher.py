@@ -314,6 +314,67 @@ def test_holding_full_batches_sends_them_once_the_stream_pauses(database: Databa
     _channel_matches_ledger(store, "shop")
 
 
+class GatedConnector(LandingConnector):
+    """A LandingConnector whose first call waits until the test opens the gate."""
+
+    def __init__(self, market: MemoryMarketplace, spec: ChannelSpec) -> None:
+        super().__init__(market, spec)
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def push_stock(self, targets: Sequence[StockTarget]) -> Sequence[StockPushResult]:
+        """The first call waits at the gate."""
+        if not self.landed:
+            self.entered.set()
+            await self.gate.wait()
+        return await super().push_stock(targets)
+
+
+def test_a_change_left_behind_by_its_listings_push_in_flight_goes_while_the_store_stays_busy(
+    database: Database,
+) -> None:
+    """S changes while S's previous push is in flight, so the claim leaves the new target
+    pending; then only other commits keep the store busy (no pause ever comes). The target
+    still goes within the linger once the first push lands."""
+    store = _store(database, ChannelSpec("shop", BATCH_4), ["S"])
+    channel = store.channels["shop"]
+    gated = GatedConnector(channel.market, ChannelSpec("shop", BATCH_4))
+    channel.connector = gated
+    linger_s = 0.5
+    # Waiting for a pause of a second: the commits below, 0.05 s apart, never give one.
+    policy = Coalescing(quiet_s=1.0, stream_gap_s=1.0, max_linger_s=linger_s)
+    pusher = _pusher(store, "shop", policy)
+
+    async def busy_store(stop: asyncio.Event) -> None:
+        while not stop.is_set():  # commits elsewhere: a stream that never pauses
+            pusher.wake()
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> float:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            _set(store, "S", 7)
+            pusher.wake()
+            await asyncio.wait_for(gated.entered.wait(), IDLE_TIMEOUT_S)
+            await asyncio.to_thread(_set, store, "S", 5)
+            pusher.wake()
+            stop = asyncio.Event()
+            busy = asyncio.create_task(busy_store(stop))
+            try:
+                # Past the linger: the new target's claim came and skipped it (S in flight).
+                await asyncio.sleep(3 * linger_s)
+                gated.gate.set()
+                return await _until(lambda: len(gated.landed) >= 2, within_s=10 * linger_s)
+            finally:
+                stop.set()
+                await busy
+
+    took = asyncio.run(scenario())
+    assert gated.landed[1][1] == ["S"]
+    assert took < 10 * linger_s
+    _channel_matches_ledger(store, "shop")
+
+
 # --- what a push records ----------------------------------------------------------------------
 
 
