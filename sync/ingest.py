@@ -50,9 +50,6 @@ class ChannelRef:
     id: int
     name: str
     locations: tuple[str, ...] = ("default",)
-    # With compare-and-swap no push can erase a sale on the channel, so the channel's own count
-    # can be followed sale by sale; without it, after a sale we no longer know what it shows.
-    compare_and_swap: bool = False
 
 
 @dataclass
@@ -200,15 +197,16 @@ def ingest_orders(session: Session, channel: ChannelRef, orders: Sequence[Order]
     # A marketplace lowers its own count when it sells: so must what we believe it holds.
     # Without this, a compare-and-swap push would read the sale as an unseen one and subtract
     # it a second time, and a rule that maps the new ledger to the old figure (a cap, a
-    # percentage) would skip the push that repairs the channel. Without compare-and-swap an
-    # absolute push may have landed after the sale and erased it, so the count becomes unknown
-    # and the ledger's figure is pushed again.
+    # percentage) would skip the push that repairs the channel. The lowered belief is still
+    # confirmed by a push (`verify_belief`): without compare-and-swap an absolute push may have
+    # landed after the sale and erased it. Where nothing else changed, that push waits behind
+    # the channel's real changes (LANE_CONFIRM).
     written = write_rows(
         session,
         channel.id,
         new,
         ledger.touched | ours,
-        lower=(channel.id, sold_here, channel.compare_and_swap),
+        lower=(channel.id, sold_here),
     )
     result.order_ids.update(written.order_ids)
     result.dirty_channels = written.dirty_channels

@@ -80,7 +80,7 @@ def write_rows(
     channel_id: int,
     rows: NewRows,
     dirty_skus: Iterable[str],
-    lower: tuple[int, Mapping[str, int], bool],
+    lower: tuple[int, Mapping[str, int]],
 ) -> Written:
     """Insert the new rows and do `mark_dirty(session, dirty_skus, lower=lower)`."""
     if session.get_bind().dialect.name == "postgresql":
@@ -94,7 +94,7 @@ def _write_postgresql(
     channel_id: int,
     rows: NewRows,
     dirty_skus: Iterable[str],
-    lower: tuple[int, Mapping[str, int], bool],
+    lower: tuple[int, Mapping[str, int]],
 ) -> Written:
     orders, lines, reservations = rows.orders, rows.lines, rows.reservations
     new_line = [r.line if isinstance(r.line, tuple) else (None, None) for r in reservations]

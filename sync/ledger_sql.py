@@ -23,12 +23,9 @@ from sqlalchemy import (
     String,
     Text,
     TextClause,
-    and_,
     bindparam,
-    case,
     func,
     literal,
-    null,
     or_,
     select,
     text,
@@ -101,28 +98,19 @@ def ledger_state_statement(flagged: bool) -> Executable:
 
 
 @functools.cache
-def mark_dirty_statement(lowering: bool) -> Update:
-    # Built once (see ledger_state_statement); `lowering`: this channel's belief becomes None.
+def mark_dirty_statement() -> Update:
+    # Built once (see ledger_state_statement); `mark_dirty` adds a channel's lowered beliefs.
     wanted: BindParameter[list[str]] = bindparam("skus", expanding=True)
     reach = union_all(
         select(Sku.sku).where(Sku.sku.in_(wanted)),
         select(BundleComponent.bundle_sku).where(BundleComponent.component_sku.in_(wanted)),
     )
-    statement = (
+    return (
         update(Listing)
         .where(Listing.sku.in_(reach))
         .values(is_dirty=True)
         .returning(Listing.id, Listing.channel_id)
     )
-    if lowering:
-        ours = and_(
-            Listing.channel_id == bindparam("channel"),
-            Listing.sku.in_(bindparam("sold", expanding=True)),
-        )
-        statement = statement.values(
-            last_pushed_quantity=case((ours, null()), else_=Listing.last_pushed_quantity)
-        )
-    return statement
 
 
 # --- PostgreSQL: ingest in few round trips ---------------------------------------------------
@@ -137,19 +125,19 @@ _TEXT_ARRAY = ARRAY(Text())  # JSON documents, cast to json in the statement
 
 # Listings of the SKUs in :dirty_skus and of bundles built from them become dirty; for the
 # channel :sold_channel, what we believe it shows for each SKU in :sold_skus goes down by the
-# units it sold and is to be verified (:cas), or becomes unknown. `mark_dirty` in SQL.
+# units it sold and is to be confirmed by a push. `mark_dirty` in SQL.
 _MARK_DIRTY = """
 UPDATE listings
 SET is_dirty = true,
     last_pushed_quantity = CASE
-        WHEN sold.units IS NULL THEN listings.last_pushed_quantity
-        WHEN NOT :cas OR listings.last_pushed_quantity IS NULL THEN NULL
+        WHEN sold.units IS NULL OR listings.last_pushed_quantity IS NULL
+            THEN listings.last_pushed_quantity
         WHEN listings.last_pushed_quantity > sold.units
             THEN listings.last_pushed_quantity - sold.units
         ELSE 0
     END,
     verify_belief = CASE
-        WHEN sold.units IS NOT NULL AND :cas THEN true ELSE listings.verify_belief
+        WHEN sold.units IS NOT NULL THEN true ELSE listings.verify_belief
     END
 FROM listings AS target
 LEFT JOIN unnest(:sold_skus, :sold_units) AS sold (sku, units)
@@ -169,7 +157,6 @@ _MARK_DIRTY_PARAMS = (
     bindparam("sold_channel", type_=Integer()),
     bindparam("sold_skus", type_=_STR_ARRAY),
     bindparam("sold_units", type_=_INT_ARRAY),
-    bindparam("cas", type_=Boolean()),
 )
 
 

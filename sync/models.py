@@ -315,11 +315,21 @@ class ShipmentLine(Base):
     quantity: Mapped[int] = mapped_column(Integer)
 
 
+LANE_SOLD_OUT = -1
+"""The lane of a push that tells a channel a listing has nothing left: ahead even of the scarce
+lane, as a listing still showing 1 is oversold by the next buyer, one showing 3 where 1 is left
+only by the second."""
 LANE_SCARCE = 0
 """An outbox job's lane when it tells a channel that a listing is down to its last few units:
 while a rate-limited channel works through a queue of changes (Amazon patches 5 listings a
 second), the listing that is about to sell out is the one another sale would oversell."""
 LANE_NORMAL = 1
+LANE_CONFIRM = 2
+"""The lane of a push that only confirms what the channel should show already: after its own
+sale, which it counted itself, or a report of a figure other than we believe, when the ledger's
+figure is the belief and above the scarce few. It goes after every change, and it never fills a
+batch that goes early (it rides in the room one leaves): on Amazon (5 patches a second) a
+confirmation for each of its own sales took a fifth of the patches while changes queued."""
 
 
 class OutboxJob(Base):

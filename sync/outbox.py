@@ -21,8 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from sync.models import (
+    LANE_CONFIRM,
     LANE_NORMAL,
     LANE_SCARCE,
+    LANE_SOLD_OUT,
     JobKind,
     JobState,
     Listing,
@@ -70,11 +72,14 @@ def enqueue_many(
     jobs: Sequence[tuple[str, dict[str, Any]]],
     now: datetime | None = None,
     scarce: Collection[str] = (),
+    sold_out: Collection[str] = (),
+    confirm: Collection[str] = (),
 ) -> None:
     """`enqueue` for several (identity key, payload) jobs at once, in one statement run over
     all their rows: a planning round of thousands of jobs holds the write lock for the time of
     one executemany, not of thousands of statements built one by one. Identity keys must be
-    distinct within one call. The jobs whose keys are in `scarce` go in the scarce lane, the
+    distinct within one call. The jobs whose keys are in `sold_out` go in the sold-out lane,
+    those in `scarce` in the scarce lane, those in `confirm` in the confirmation lane, the
     others in the normal one (a replaced job takes the lane of its new payload)."""
     if not jobs:
         return
@@ -87,7 +92,15 @@ def enqueue_many(
             "payload": payload,
             "state": JobState.PENDING,
             "attempts": 0,
-            "lane": LANE_SCARCE if identity_key in scarce else LANE_NORMAL,
+            "lane": (
+                LANE_SOLD_OUT
+                if identity_key in sold_out
+                else LANE_SCARCE
+                if identity_key in scarce
+                else LANE_CONFIRM
+                if identity_key in confirm
+                else LANE_NORMAL
+            ),
             "run_after": now,
             "created_at": now,
             "updated_at": now,
@@ -182,8 +195,8 @@ def claim(
     lease: timedelta,
     now: datetime | None = None,
 ) -> list[OutboxJob]:
-    """Take up to `limit` due jobs of one channel under a lease: the scarce lane first (see
-    LANE_SCARCE), oldest first within a lane.
+    """Take up to `limit` due jobs of one channel under a lease, lane by lane (sold out,
+    scarce, normal, confirmations: see LANE_SOLD_OUT and the rest), oldest first within a lane.
 
     A job whose identity already has a running job waits: two pushes for one listing in flight
     at once could arrive in either order, and the older must never land last.
@@ -302,19 +315,25 @@ def list_jobs(
     return list(session.scalars(query))
 
 
-def count_due(session: Session, channel_id: int, kind: JobKind, limit: int) -> int:
-    """How many of a channel's jobs of one kind are due now, counting up to `limit`."""
-    due = (
-        select(OutboxJob.id)
-        .where(
-            OutboxJob.channel_id == channel_id,
-            OutboxJob.kind == kind,
-            OutboxJob.state == JobState.PENDING,
-            OutboxJob.run_after <= utcnow(),
-        )
-        .limit(limit)
-        .subquery()
-    )
+def count_due(
+    session: Session,
+    channel_id: int,
+    kind: JobKind,
+    limit: int,
+    *,
+    below_lane: int | None = None,
+) -> int:
+    """How many of a channel's jobs of one kind are due now, counting up to `limit`; with
+    `below_lane`, only those in the lanes before it."""
+    conditions = [
+        OutboxJob.channel_id == channel_id,
+        OutboxJob.kind == kind,
+        OutboxJob.state == JobState.PENDING,
+        OutboxJob.run_after <= utcnow(),
+    ]
+    if below_lane is not None:
+        conditions.append(OutboxJob.lane < below_lane)
+    due = select(OutboxJob.id).where(*conditions).limit(limit).subquery()
     return int(session.scalar(select(func.count()).select_from(due)) or 0)
 
 

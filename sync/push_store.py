@@ -25,7 +25,7 @@ from connectors.errors import (
     RateLimitedError,
     UncertainOutcomeError,
 )
-from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
+from sync.models import LANE_CONFIRM, JobKind, JobState, Listing, OutboxJob, utcnow
 from sync.outbox import RetrySchedule, claim, count_due, fail, release
 from sync.stock_push import (
     PushBatch,
@@ -122,7 +122,12 @@ def _claim(
     due = wanted
     if not send_partial:
         due = count_due(session, claimant.channel_id, JobKind.STOCK, wanted + 1)
-        wanted = 0 if claimant.hold_full else min(wanted, due // size * size)
+        # Confirmations (LANE_CONFIRM) never fill a batch that goes early: they ride in the
+        # room a batch leaves when it goes.
+        changes = count_due(
+            session, claimant.channel_id, JobKind.STOCK, wanted + 1, below_lane=LANE_CONFIRM
+        )
+        wanted = 0 if claimant.hold_full else min(wanted, changes // size * size)
         if not wanted:
             return [], due
     jobs: list[OutboxJob] = []

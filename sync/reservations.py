@@ -361,13 +361,13 @@ def mark_dirty(
     session: Session,
     skus: Iterable[str],
     *,
-    lower: tuple[int, Mapping[str, int], bool] | None = None,
+    lower: tuple[int, Mapping[str, int]] | None = None,
 ) -> set[int]:
     """Flag every listing of these SKUs and of bundles built from them; answer their channel ids.
 
-    `lower` = (channel id, units sold per SKU, compare-and-swap): in the same statement, what we
-    believe that channel shows for those SKUs (all among `skus`) goes down by the units it sold
-    and is to be verified by the next push (compare-and-swap), or becomes unknown (None).
+    `lower` = (channel id, units sold per SKU): in the same statement, what we believe that
+    channel shows for those SKUs (all among `skus`) goes down by the units it sold, as the
+    channel lowered its own count, and is to be confirmed by a push (`verify_belief`).
     """
     wanted = set(skus)
     if not wanted:
@@ -376,40 +376,37 @@ def mark_dirty(
     if session.get_bind().dialect.name == "postgresql":
         statement: Executable = mark_dirty_statement_pg()
         params = mark_dirty_params(wanted, lower)
-    elif lower is not None and lowering and lower[2]:
-        # Compare-and-swap: each SKU goes down by its own count, so this one is built each time.
-        channel_id, sold, _ = lower
+    elif lower is not None and lowering:
+        # Each SKU goes down by its own count, so this one is built each time.
+        channel_id, sold = lower
         pushed = Listing.last_pushed_quantity
         left = pushed - case(dict(sold), value=Listing.sku, else_=0)
         lowered = case((pushed.is_(None), null()), (left > 0, left), else_=literal(0))
         ours = and_(Listing.channel_id == channel_id, Listing.sku.in_(sorted(sold)))
-        statement = mark_dirty_statement(False).values(
+        statement = mark_dirty_statement().values(
             last_pushed_quantity=case((ours, lowered), else_=pushed),
             verify_belief=case((ours, true()), else_=Listing.verify_belief),
         )
         params = {"skus": sorted(wanted)}
     else:
-        statement = mark_dirty_statement(lowering)
+        statement = mark_dirty_statement()
         params = {"skus": sorted(wanted)}
-        if lower is not None and lowering:
-            params.update(channel=lower[0], sold=sorted(lower[1]))
     # One statement: the update answers the listings it flagged and their channels.
     rows = [(int(i), int(c)) for i, c in run_core(session, statement, params)]
     return forget_dirty_listings(session, rows, lowering=lowering)
 
 
 def mark_dirty_params(
-    skus: Iterable[str], lower: tuple[int, Mapping[str, int], bool] | None
+    skus: Iterable[str], lower: tuple[int, Mapping[str, int]] | None
 ) -> dict[str, Any]:
     """Parameters of PostgreSQL's `mark_dirty` statement (see `mark_dirty`)."""
-    channel_id, sold, cas = lower if lower is not None else (0, {}, False)
+    channel_id, sold = lower if lower is not None else (0, {})
     ordered = sorted(sold)
     return {
         "dirty_skus": sorted(set(skus)),
         "sold_channel": channel_id,
         "sold_skus": ordered,
         "sold_units": [sold[sku] for sku in ordered],
-        "cas": cas,
     }
 
 

@@ -462,12 +462,7 @@ class Service:
         channels = []
         for name, spec in served.items():
             connector = self.connectors[name]
-            ref = ChannelRef(
-                channel_ids[name],
-                name,
-                spec.locations,
-                compare_and_swap=connector.capabilities.supports_compare_and_swap,
-            )
+            ref = ChannelRef(channel_ids[name], name, spec.locations)
             channels.append(
                 ScheduledChannel(
                     PollChannel(ref, connector), spec.poll_interval_s, spec.reconcile_interval_s
@@ -500,12 +495,7 @@ class Service:
         channels = []
         for name, handler in {**served, **{n: NoticeHandler(q) for n, q in queued.items()}}.items():
             spec, connector = self.settings.channels[name], self.connectors[name]
-            ref = ChannelRef(
-                channel_ids[name],
-                name,
-                spec.locations,
-                compare_and_swap=connector.capabilities.supports_compare_and_swap,
-            )
+            ref = ChannelRef(channel_ids[name], name, spec.locations)
             channels.append(InboxChannel(ref, handler, connector))
 
         def wake() -> None:

@@ -73,6 +73,8 @@ def plan_targets(
         )
         jobs: list[tuple[str, dict[str, Any]]] = []
         scarce: list[str] = []
+        sold_out: list[str] = []
+        confirm: list[str] = []
         for listing in channel_listings:
             listing.is_dirty = False
             quantity = plan.rules.apply(available.get(listing.sku, 0))
@@ -83,11 +85,14 @@ def plan_targets(
             if quantity == told and not verify:
                 continue
             listing.target_seq += 1
+            key = STOCK_KEY.format(listing_id=listing.id)
             if told is not None and quantity < told and quantity <= SCARCE_UNITS:
-                scarce.append(STOCK_KEY.format(listing_id=listing.id))
+                (sold_out if quantity == 0 else scarce).append(key)
+            elif quantity == told and quantity > SCARCE_UNITS:
+                confirm.append(key)  # nothing changed: it confirms the belief, after the rest
             jobs.append(
                 (
-                    STOCK_KEY.format(listing_id=listing.id),
+                    key,
                     {
                         "listing_id": listing.id,
                         "listing_ref": listing.external_ref,
@@ -107,6 +112,8 @@ def plan_targets(
             jobs=jobs,
             now=now,
             scarce=frozenset(scarce),
+            sold_out=frozenset(sold_out),
+            confirm=frozenset(confirm),
         )
         if jobs:
             enqueued[channel_id] = len(jobs)

@@ -77,12 +77,7 @@ class RefChannel:
     @property
     def ref(self) -> ChannelRef:
         """The channel as ingest needs it."""
-        return ChannelRef(
-            self.id,
-            self.spec.name,
-            self.spec.locations,
-            compare_and_swap=self.spec.capabilities.supports_compare_and_swap,
-        )
+        return ChannelRef(self.id, self.spec.name, self.spec.locations)
 
     @property
     def plan(self) -> ChannelStockPlan:

@@ -46,7 +46,7 @@ def store(pg_database: Database) -> tuple[Database, ChannelRef]:
             for sku in ("MUG", "PLATE", "SET")
         )
         channel_id = channel.id
-    return pg_database, ChannelRef(channel_id, "shop", compare_and_swap=True)
+    return pg_database, ChannelRef(channel_id, "shop")
 
 
 @pytest.fixture

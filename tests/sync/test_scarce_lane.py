@@ -1,6 +1,6 @@
-"""The outbox's scarce lane: a push that takes a listing down to its last units is claimed before
-the channel's older pushes, so a rate-limited channel working through a queue of changes stops
-selling the last unit first."""
+"""The outbox's sold-out and scarce lanes: a push that takes a listing to 0, then one that takes
+it down to its last units, is claimed before the channel's older pushes, so a rate-limited
+channel working through a queue of changes stops selling the last unit first."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from sqlalchemy import select
 
 from sync.db import Database
 from sync.models import (
+    LANE_CONFIRM,
     LANE_NORMAL,
     LANE_SCARCE,
+    LANE_SOLD_OUT,
     Channel,
     JobKind,
     Listing,
@@ -20,7 +22,7 @@ from sync.models import (
     StockLevel,
     utcnow,
 )
-from sync.outbox import claim
+from sync.outbox import claim, count_due
 from sync.reservations import StockRules
 from sync.stock_push import SCARCE_UNITS, ChannelStockPlan, plan_targets
 
@@ -32,6 +34,8 @@ LISTINGS = {
     "RESTOCKED": (2, 0),  # up, to few: nothing to oversell
     "EDGE": (SCARCE_UNITS, SCARCE_UNITS + 5),
     "NEW": (1, None),  # never told anything
+    "OWN": (20, 20),  # the channel's own sale lowered the belief: to be confirmed
+    "OWN-LAST": (2, 2),  # the same, down to its last units
 }
 
 
@@ -58,6 +62,13 @@ def _store(database: Database) -> int:
         return channel.id
 
 
+def _confirm(database: Database, *skus: str) -> None:
+    with database.session() as session:
+        session.execute(
+            Listing.__table__.update().where(Listing.sku.in_(skus)).values(verify_belief=True)
+        )
+
+
 def _plan(database: Database, channel_id: int) -> None:
     plans = {channel_id: ChannelStockPlan(channel_id, StockRules(), ("default",))}
     database.transact(lambda s: plan_targets(s, plans))
@@ -71,14 +82,17 @@ def _lanes(database: Database) -> dict[str, int]:
 
 def test_a_push_down_to_the_last_units_goes_in_the_scarce_lane(database: Database) -> None:
     channel_id = _store(database)
+    _confirm(database, "OWN", "OWN-LAST")
     _plan(database, channel_id)
     assert _lanes(database) == {
         "PLENTY": LANE_NORMAL,
         "LAST": LANE_SCARCE,
-        "GONE": LANE_SCARCE,
+        "GONE": LANE_SOLD_OUT,
         "RESTOCKED": LANE_NORMAL,
         "EDGE": LANE_SCARCE,
         "NEW": LANE_NORMAL,
+        "OWN": LANE_CONFIRM,  # nothing changed: it only confirms, after the rest
+        "OWN-LAST": LANE_NORMAL,  # its last units are not left unconfirmed behind a queue
     }
 
 
@@ -113,5 +127,28 @@ def test_the_scarce_lane_is_claimed_before_older_pushes_and_a_restock_leaves_it(
             lease=timedelta(seconds=60),
             now=utcnow() + timedelta(seconds=1),
         )
-        first = sorted(job.payload["listing_ref"] for job in jobs)
-    assert first == ["EDGE", "GONE"]
+        first = [job.payload["listing_ref"] for job in jobs]
+    # The sold-out push first, then the scarce one, then the rest (PLENTY was planned first).
+    assert first == ["GONE", "EDGE"]
+
+
+def test_confirmations_are_claimed_last_and_never_make_a_batch_full(database: Database) -> None:
+    channel_id = _store(database)
+    _confirm(database, "OWN")
+    _plan(database, channel_id)
+    now = utcnow() + timedelta(seconds=1)
+    with database.session() as session:
+        # Every listing but OWN-LAST (unchanged, nothing to confirm) has a job, and all but
+        # OWN's are in lanes before the confirmations.
+        assert count_due(session, channel_id, JobKind.STOCK, 100) == 7
+        assert count_due(session, channel_id, JobKind.STOCK, 100, below_lane=LANE_CONFIRM) == 6
+        jobs = claim(
+            session,
+            channel_id=channel_id,
+            kinds=(JobKind.STOCK,),
+            limit=100,
+            owner="test",
+            lease=timedelta(seconds=60),
+            now=now,
+        )
+        assert jobs[-1].payload["listing_ref"] == "OWN"

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from connectors.base import Capabilities, PushOutcome, StockPushResult, StockTarget
 from connectors.errors import (
@@ -19,13 +20,13 @@ from connectors.errors import (
 )
 from connectors.memory import MemoryConnector, MemoryMarketplace
 from sync.db import Database
-from sync.models import JobState, utcnow
+from sync.models import LANE_CONFIRM, LANE_NORMAL, JobState, Listing, OutboxJob, utcnow
 from sync.outbox import RetrySchedule, list_jobs, reap_expired
 from sync.push_store import Landed
 from sync.pusher import StockPusher
 from sync.reservations import StockRules
 from sync.stock_ops import set_stock
-from sync.stock_push import PushBatch
+from sync.stock_push import PushBatch, plan_targets
 from tests.sync.engine_harness import (
     IDLE_TIMEOUT_S,
     ChannelSpec,
@@ -146,6 +147,44 @@ def test_without_compare_and_swap_an_unseen_sale_shows_2_too_many_until_ingested
 
 
 # --- the channel lowers its own count: cases the engine must still follow ------------------------
+
+
+@pytest.mark.parametrize("capabilities", [CAS, PLAIN], ids=["cas", "plain"])
+def test_a_sale_on_the_channel_itself_is_confirmed_after_the_channels_changes(
+    database: Database, capabilities: Capabilities
+) -> None:
+    """The channel sold 2 of S itself (it shows 8) while T changed here. What we believe it
+    shows for S goes down by 2, with or without compare-and-swap, and the push that confirms
+    it waits in the confirmation lane behind T's change; both reach the channel."""
+    spec = StoreSpec(
+        channels=[ChannelSpec("market", capabilities)],
+        skus=["S", "T"],
+        on_hand={("S", "default"): 10, ("T", "default"): 10},
+    )
+    store = build_store(database, spec)
+    market = store.channels["market"].market
+
+    async def scenario() -> None:
+        await push_until_idle(store)
+        store.ingest("market", [market.place_order([("S", 2)])])
+        store.db.transact(lambda session: set_stock(session, "T", "default", 5))
+        plans = {store.channels["market"].id: store.channels["market"].plan}
+        store.db.transact(lambda session: plan_targets(session, plans))
+        with store.db.read_session() as session:
+            belief = {row.sku: row.last_pushed_quantity for row in session.scalars(select(Listing))}
+            lanes = {
+                job.payload["listing_ref"]: (job.lane, job.payload["quantity"])
+                for job in session.scalars(select(OutboxJob).where(OutboxJob.state == "pending"))
+            }
+        assert belief["S"] == 8
+        assert lanes == {"S": (LANE_CONFIRM, 8), "T": (LANE_NORMAL, 5)}
+        await push_until_idle(store)
+
+    asyncio.run(scenario())
+    assert market.stock_of("S") == 8
+    assert market.stock_of("T") == 5
+    assert market.pushes["S"][-1] == 8
+
 
 
 @pytest.mark.parametrize("capabilities", [CAS, PLAIN], ids=["cas", "plain"])

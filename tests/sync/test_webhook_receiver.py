@@ -115,7 +115,7 @@ class Harness:
         self.health = ChannelHealth(database, ["shop"])
         self.connector = connector or _Shop()
         channel = InboxChannel(
-            ChannelRef(self.channel_id, "shop", compare_and_swap=True),
+            ChannelRef(self.channel_id, "shop"),
             ShopifyWebhookHandler([SECRET, OLD_SECRET], shop_domain=SHOP),
             cast(Connector, self.connector),
         )
