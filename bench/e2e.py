@@ -11,8 +11,11 @@ arrival) is one, and rate r replays its first r x duration seconds' worth.
 
 1. Ours (bench/e2e_replay.py): each order placed through `POST /_sandbox/orders`; every channel's
    `GET /_sandbox/inventory` read every ~0.1 s; p50/p99 from the order's answer until each other
-   channel shows it. Stock calls from `GET /_sandbox/calls` against the lower bound (listings
-   whose final figure changed / the channel's batch maximum) and against the per-order floor.
+   channel shows it. Stock calls from `GET /_sandbox/calls` against the lower bound: the fewest
+   calls that show every change within the 2 s target, the trace known in advance
+   (`calls_ratio`); and against two bounds of tools with other aims: listings whose final figure
+   changed / the channel's batch maximum, however late (`calls_ratio_final`), and one call per
+   sale (`calls_ratio_per_order`).
    Oversells: orders the daemon flagged oversold, and units accepted beyond on hand.
 2. Baseline (a pure simulation over the same trace; no process): every N minutes read all orders
    and push every quantity, N = 15 and 5, each sync instant (its best case). `--compress 1,60`:
@@ -140,12 +143,15 @@ def rate_figures(
             "stock_calls": made["stock"],
             "all_calls": made["total"],
             "throttled": made["throttled"],
-            "ratio": round(made["stock"] / bound["final"], 2) if bound["final"] else None,
+            # The lower bound of a tool that meets the 2 s target: the fewest calls that show
+            # every change within it. The other two bound tools with no target (`final`: one
+            # call per listing batch for the whole run) and tools that send each sale alone.
+            "ratio": (
+                round(made["stock"] / bound["within_target"], 2) if bound["within_target"] else None
+            ),
+            "ratio_final": round(made["stock"] / bound["final"], 2) if bound["final"] else None,
             "ratio_per_order": (
                 round(made["stock"] / bound["per_order"], 2) if bound["per_order"] else None
-            ),
-            "ratio_within_target": (
-                round(made["stock"] / bound["within_target"], 2) if bound["within_target"] else None
             ),
             "by_operation": made["by_operation"],
         }
@@ -333,8 +339,8 @@ def summary_line(figures: dict[str, Any]) -> dict[str, Any]:
         "calls_ratio_per_order": {
             r: {c: f["calls"][c]["ratio_per_order"] for c in CHANNELS} for r, f in rates.items()
         },
-        "calls_ratio_within_target": {
-            r: {c: f["calls"][c]["ratio_within_target"] for c in CHANNELS} for r, f in rates.items()
+        "calls_ratio_final": {
+            r: {c: f["calls"][c]["ratio_final"] for c in CHANNELS} for r, f in rates.items()
         },
         "oversells": {r: f["oversold_flagged"] for r, f in rates.items()},
         "oversells_by_channel": {r: f["oversold_by_channel"] for r, f in rates.items()},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -235,7 +236,9 @@ def start_rig(
             prebind_listings(db, products, info)
             timings["prebind_s"] = round(time.monotonic() - started, 2)
         write_channel_files(DemoPaths(state), info, config.webhooks_url)
-        env = {config.admin_token_env: ADMIN_TOKEN, "CHANNEL_SYNC_LOGGING__LEVEL": "WARNING"}
+        # The daemon's log level: WARNING unless the bench's environment asks for more.
+        level = os.environ.get("CHANNEL_SYNC_LOGGING__LEVEL", "WARNING")
+        env = {config.admin_token_env: ADMIN_TOKEN, "CHANNEL_SYNC_LOGGING__LEVEL": level}
         daemon = Daemon(config, env)
         started = time.monotonic()
         daemon.start()
