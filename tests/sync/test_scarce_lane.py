@@ -74,6 +74,21 @@ def _plan(database: Database, channel_id: int) -> None:
     database.transact(lambda s: plan_targets(s, plans))
 
 
+def _claimed(database: Database, channel_id: int, *, limit: int) -> list[str]:
+    """The listings a claim of `limit` stock jobs takes, in the order it takes them."""
+    with database.session() as session:
+        jobs = claim(
+            session,
+            channel_id=channel_id,
+            kinds=(JobKind.STOCK,),
+            limit=limit,
+            owner="test",
+            lease=timedelta(seconds=60),
+            now=utcnow() + timedelta(seconds=1),
+        )
+        return [job.payload["listing_ref"] for job in jobs]
+
+
 def _lanes(database: Database) -> dict[str, int]:
     with database.read_session() as session:
         jobs = session.scalars(select(OutboxJob)).all()
@@ -117,17 +132,7 @@ def test_the_scarce_lane_is_claimed_before_older_pushes_and_a_restock_leaves_it(
     _plan(database, channel_id)
     assert _lanes(database)["LAST"] == LANE_NORMAL  # 31 units: no longer in a hurry
 
-    with database.session() as session:
-        jobs = claim(
-            session,
-            channel_id=channel_id,
-            kinds=(JobKind.STOCK,),
-            limit=2,
-            owner="test",
-            lease=timedelta(seconds=60),
-            now=utcnow() + timedelta(seconds=1),
-        )
-        first = [job.payload["listing_ref"] for job in jobs]
+    first = _claimed(database, channel_id, limit=2)
     # The sold-out push first, then the scarce one, then the rest (PLENTY was planned first).
     assert first == ["GONE", "EDGE"]
 
@@ -136,19 +141,9 @@ def test_confirmations_are_claimed_last_and_never_make_a_batch_full(database: Da
     channel_id = _store(database)
     _confirm(database, "OWN")
     _plan(database, channel_id)
-    now = utcnow() + timedelta(seconds=1)
-    with database.session() as session:
+    with database.read_session() as session:
         # Every listing but OWN-LAST (unchanged, nothing to confirm) has a job, and all but
         # OWN's are in lanes before the confirmations.
         assert count_due(session, channel_id, JobKind.STOCK, 100) == 7
         assert count_due(session, channel_id, JobKind.STOCK, 100, below_lane=LANE_CONFIRM) == 6
-        jobs = claim(
-            session,
-            channel_id=channel_id,
-            kinds=(JobKind.STOCK,),
-            limit=100,
-            owner="test",
-            lease=timedelta(seconds=60),
-            now=now,
-        )
-        assert jobs[-1].payload["listing_ref"] == "OWN"
+    assert _claimed(database, channel_id, limit=100)[-1] == "OWN"
