@@ -25,7 +25,7 @@ from connectors.errors import (
     RateLimitedError,
     UncertainOutcomeError,
 )
-from sync.models import LANE_CONFIRM, JobKind, JobState, Listing, OutboxJob, utcnow
+from sync.models import LANE_CONFIRM, LANE_NORMAL, JobKind, JobState, Listing, OutboxJob, utcnow
 from sync.outbox import RetrySchedule, claim, count_due, fail, release
 from sync.stock_push import (
     PushBatch,
@@ -120,6 +120,10 @@ def _claim(
         size = max(1, min(size, claimant.batch_size(waiting)))
     wanted = free * size
     due = wanted
+    # A push to a listing's last units (LANE_SOLD_OUT, LANE_SCARCE) does not wait for company:
+    # the next buyer of that listing on this channel is the one it would oversell.
+    urgent = count_due(session, claimant.channel_id, JobKind.STOCK, 1, below_lane=LANE_NORMAL)
+    send_partial = send_partial or urgent > 0
     if not send_partial:
         due = count_due(session, claimant.channel_id, JobKind.STOCK, wanted + 1)
         # Confirmations (LANE_CONFIRM) never fill a batch that goes early: they ride in the

@@ -223,7 +223,8 @@ def test_a_stream_of_changes_is_coalesced_into_few_calls(database: Database) -> 
         async with _running(pusher):
             await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
             for n, sku in enumerate(skus):
-                await asyncio.to_thread(_set, store, sku, n)
+                # Never down to the last 3 units: those go at once, whatever the policy.
+                await asyncio.to_thread(_set, store, sku, 4 + n)
                 pusher.wake()
             await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
 
@@ -244,7 +245,7 @@ def test_a_full_batch_is_not_held_back(database: Database) -> None:
     def change_all() -> None:
         def write(session: Session) -> None:
             for sku in skus:
-                set_stock(session, sku, "default", 3)
+                set_stock(session, sku, "default", 5)
 
         store.db.transact(write)
 
@@ -258,6 +259,33 @@ def test_a_full_batch_is_not_held_back(database: Database) -> None:
     took = asyncio.run(scenario())
     assert took < 5.0, f"a full batch waited {took:.2f} s"
     assert sorted(shop.landed[0][1]) == skus
+    _channel_matches_ledger(store, "shop")
+
+
+def test_a_push_to_the_last_units_does_not_wait_for_company(database: Database) -> None:
+    """S drops to its last 2 units while T drops to 7, on a channel that would hold a partial
+    batch for a minute: the batch goes at once, S in it, and T rides along."""
+    store = _store(database, ChannelSpec("shop", CAS), ["S", "T"])
+    shop = _landing(store, "shop")
+    pusher = _pusher(store, "shop", Coalescing(quiet_s=LONG_S, max_linger_s=LONG_S))
+
+    def sell() -> None:
+        def write(session: Session) -> None:
+            set_stock(session, "S", "default", 2)
+            set_stock(session, "T", "default", 7)
+
+        store.db.transact(write)
+
+    async def scenario() -> float:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            await asyncio.to_thread(sell)
+            pusher.wake()
+            return await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
+
+    took = asyncio.run(scenario())
+    assert took < 5.0, f"the last units waited {took:.2f} s"
+    assert sorted(shop.landed[0][1]) == ["S", "T"]
     _channel_matches_ledger(store, "shop")
 
 
@@ -297,7 +325,7 @@ def test_holding_full_batches_sends_them_once_the_stream_pauses(database: Databa
     def change_all() -> None:
         def write(session: Session) -> None:
             for sku in skus:
-                set_stock(session, sku, "default", 3)
+                set_stock(session, sku, "default", 5)
 
         store.db.transact(write)
 
