@@ -80,6 +80,11 @@ class ChannelJob:
     not_before: datetime | None = None
     recheck_at: datetime | None = None
     is_fired_again: bool = False
+    # `Scheduler.sync_now` callers waiting for the lock: a busy job's loop of re-fired runs
+    # gives way to them instead of holding the lock run after run.
+    syncs_waiting: int = 0
+    runs: int = 0  # runs finished by this instance, and the answer of the last one
+    last_result: dict[str, Any] | None = None
 
     @property
     def lease(self) -> str:
@@ -115,6 +120,12 @@ class JobRunner:
 
     async def execute(self, job: ChannelJob) -> dict[str, Any]:
         """Run the job body once; record success, failure or refused credentials."""
+        result = await self._execute(job)
+        job.runs += 1
+        job.last_result = result
+        return result
+
+    async def _execute(self, job: ChannelJob) -> dict[str, Any]:
         name = job.channel.name
         channel = job.channel.channel
         started = self._clock()

@@ -266,10 +266,33 @@ class Scheduler:
             raise ChannelAuthFailedError(channel)
         results = {}
         for kind in JobName:
-            job = self._jobs[f"{channel}:{kind.value}"]
-            async with job.lock:
-                results[kind.value] = await self._runner.execute(job)
+            results[kind.value] = await self._run_now(self._jobs[f"{channel}:{kind.value}"])
         return results
+
+    async def _run_now(self, job: ChannelJob) -> dict[str, Any]:
+        """Run a job for `sync_now` as soon as its current run ends; a poll under way is joined.
+
+        A poll already running is not repeated: its answer is ours (the reconcile that follows
+        reads every order anyway), which spares a rate-starved channel (Amazon's searchOrders
+        restores one call every 3 minutes) a second wait. A reconcile under way may have read
+        the channel before the request came, so another one runs after it.
+        """
+        runs_before = job.runs
+        is_joinable = job.kind is JobName.POLL and job.lock.locked()
+        job.syncs_waiting += 1
+        try:
+            async with job.lock:
+                joined = job.last_result if is_joinable and job.runs > runs_before else None
+                if joined is not None and joined.get("ok"):
+                    result = {**joined, "joined": True}
+                else:
+                    job.is_fired_again = False  # this run is the one the fires asked for
+                    result = await self._runner.execute(job)
+        finally:
+            job.syncs_waiting -= 1
+        if job.is_fired_again and not job.syncs_waiting:
+            self._spawn(self._tick(job))  # fires that came meanwhile: the then-current tick
+        return result
 
     def _on_taken(self, grant: LeaseGrant) -> None:
         job = self._jobs[grant.name]
@@ -316,7 +339,8 @@ class Scheduler:
             while True:
                 job.is_fired_again = False
                 ran = await self._attempt(job) or ran
-                if not job.is_fired_again or self._stopping:
+                # A sync_now waiting for the lock goes next; its run serves the fires.
+                if not job.is_fired_again or self._stopping or job.syncs_waiting:
                     return ran
 
     async def _attempt(self, job: ChannelJob) -> bool:

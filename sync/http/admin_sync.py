@@ -4,6 +4,7 @@
 repaired, 502 when the channel failed one of them (its error in the body), 404 for a channel
 this daemon does not serve (unknown, disabled, or no connector), 409 when the channel's
 credentials are still refused (the check is made first), 503 while the daemon is stopping.
+A poll already under way is joined, not repeated (`Scheduler.sync_now`).
 """
 
 from __future__ import annotations

@@ -319,6 +319,49 @@ def test_a_throttled_poll_waits_for_the_channel_s_retry_after_then_recovers(
     assert [g >= c / 2 for g, c in zip(gaps, (1, 2, 4, 8), strict=False)] == [True] * 4, gaps
 
 
+def test_sync_now_joins_a_poll_under_way_even_while_its_fires_keep_it_busy(
+    database: Database,
+) -> None:
+    """A channel whose polls take longer than its period (Amazon's after a throttle, waiting
+    minutes for a token) is fired again and again; `sync_now` must still get its turn, and
+    join the poll under way instead of queueing a second slow one behind it."""
+    store, clock, start = _single(database)
+    market = store.channels["shop"].market
+
+    async def scenario() -> dict[str, dict[str, object]]:
+        instance = start()
+        firing = True
+
+        async def fire() -> None:  # APScheduler's fires: a new tick every 50 ms
+            ticks: list[asyncio.Task[bool]] = []
+            while firing:
+                clock.now = T0 + timedelta(seconds=len(ticks) + 1)
+                ticks.append(asyncio.create_task(instance.scheduler.run_tick("shop", "poll")))
+                await asyncio.sleep(0.05)
+            await asyncio.gather(*ticks)
+
+        try:
+            await _until(lambda: len(instance.scheduler.held) == 2, "the leases")
+            await instance.scheduler.wait_idle()
+            market.faults.latency = 0.3  # every poll outlasts several fires
+            polls = market.calls["fetch_orders"]
+            firer = asyncio.create_task(fire())
+            await _until(lambda: market.calls["fetch_orders"] > polls, "a poll under way")
+            try:
+                return await asyncio.wait_for(instance.scheduler.sync_now("shop"), DEADLINE_S)
+            finally:
+                firing = False
+                await firer
+        finally:
+            instance.stop.set()
+            await instance.task
+            instance.db.dispose()
+
+    results = asyncio.run(scenario())
+    assert results["poll"]["ok"] is True and results["poll"]["joined"] is True, results
+    assert results["reconcile"]["ok"] is True and "joined" not in results["reconcile"], results
+
+
 def test_refused_credentials_stop_every_call_but_a_slow_check_and_recover_alone(
     database: Database,
 ) -> None:
