@@ -10,7 +10,7 @@ expires; a worker that dies leaves it to be claimed again after that. PostgreSQL
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,10 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from sync.models import (
-    LANE_CONFIRM,
     LANE_NORMAL,
-    LANE_SCARCE,
-    LANE_SOLD_OUT,
     JobKind,
     JobState,
     Listing,
@@ -71,16 +68,13 @@ def enqueue_many(
     kind: JobKind,
     jobs: Sequence[tuple[str, dict[str, Any]]],
     now: datetime | None = None,
-    scarce: Collection[str] = (),
-    sold_out: Collection[str] = (),
-    confirm: Collection[str] = (),
+    lanes: Mapping[str, int] | None = None,
 ) -> None:
     """`enqueue` for several (identity key, payload) jobs at once, in one statement run over
     all their rows: a planning round of thousands of jobs holds the write lock for the time of
     one executemany, not of thousands of statements built one by one. Identity keys must be
-    distinct within one call. The jobs whose keys are in `sold_out` go in the sold-out lane,
-    those in `scarce` in the scarce lane, those in `confirm` in the confirmation lane, the
-    others in the normal one (a replaced job takes the lane of its new payload)."""
+    distinct within one call. `lanes` maps identity keys to their lane (`LANE_*`); the others
+    go in the normal one (a replaced job takes the lane of its new payload)."""
     if not jobs:
         return
     now = now or utcnow()
@@ -92,15 +86,7 @@ def enqueue_many(
             "payload": payload,
             "state": JobState.PENDING,
             "attempts": 0,
-            "lane": (
-                LANE_SOLD_OUT
-                if identity_key in sold_out
-                else LANE_SCARCE
-                if identity_key in scarce
-                else LANE_CONFIRM
-                if identity_key in confirm
-                else LANE_NORMAL
-            ),
+            "lane": (lanes or {}).get(identity_key, LANE_NORMAL),
             "run_after": now,
             "created_at": now,
             "updated_at": now,
@@ -315,26 +301,39 @@ def list_jobs(
     return list(session.scalars(query))
 
 
-def count_due(
-    session: Session,
-    channel_id: int,
-    kind: JobKind,
-    limit: int,
-    *,
-    below_lane: int | None = None,
-) -> int:
-    """How many of a channel's jobs of one kind are due now, counting up to `limit`; with
-    `below_lane`, only those in the lanes before it."""
-    conditions = [
-        OutboxJob.channel_id == channel_id,
-        OutboxJob.kind == kind,
-        OutboxJob.state == JobState.PENDING,
-        OutboxJob.run_after <= utcnow(),
-    ]
-    if below_lane is not None:
-        conditions.append(OutboxJob.lane < below_lane)
-    due = select(OutboxJob.id).where(*conditions).limit(limit).subquery()
-    return int(session.scalar(select(func.count()).select_from(due)) or 0)
+@dataclass(frozen=True)
+class DueJobs:
+    """The lanes of a channel's first due jobs of one kind, in claim order (lane first)."""
+
+    by_lane: Mapping[int, int]
+
+    @property
+    def total(self) -> int:
+        """How many were counted (at most the limit asked)."""
+        return sum(self.by_lane.values())
+
+    def before(self, lane: int) -> int:
+        """How many of them are in the lanes before `lane` (exact up to the limit)."""
+        return sum(count for each, count in self.by_lane.items() if each < lane)
+
+
+def count_due(session: Session, channel_id: int, kind: JobKind, limit: int) -> DueJobs:
+    """Count, lane by lane, the first `limit` of a channel's jobs of one kind that are due now,
+    in claim order: one query, however many lanes the caller weighs."""
+    due = (
+        select(OutboxJob.lane)
+        .where(
+            OutboxJob.channel_id == channel_id,
+            OutboxJob.kind == kind,
+            OutboxJob.state == JobState.PENDING,
+            OutboxJob.run_after <= utcnow(),
+        )
+        .order_by(OutboxJob.lane)
+        .limit(limit)
+        .subquery()
+    )
+    rows = session.execute(select(due.c.lane, func.count()).group_by(due.c.lane))
+    return DueJobs({int(lane): int(count) for lane, count in rows})
 
 
 def has_open_work(session: Session, channel_ids: Sequence[int]) -> bool:

@@ -20,7 +20,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import PushOutcome, StockPushResult, StockTarget
-from sync.models import JobKind, JobState, Listing, OutboxJob, utcnow
+from sync.models import (
+    LANE_CONFIRM,
+    LANE_NORMAL,
+    LANE_SCARCE,
+    LANE_SOLD_OUT,
+    JobKind,
+    JobState,
+    Listing,
+    OutboxJob,
+    utcnow,
+)
 from sync.outbox import RetrySchedule, back_to_pending, complete, enqueue_many, fail
 from sync.reservations import StockRules, channel_available
 
@@ -42,6 +52,15 @@ class ChannelStockPlan:
     channel_id: int
     rules: StockRules
     locations: tuple[str, ...]
+
+
+def push_lane(quantity: int, told: int | None) -> int:
+    """The outbox lane of a push of `quantity` to a listing the channel was last told `told`."""
+    if told is not None and quantity < told and quantity <= SCARCE_UNITS:
+        return LANE_SOLD_OUT if quantity == 0 else LANE_SCARCE
+    if quantity == told and quantity > SCARCE_UNITS:
+        return LANE_CONFIRM  # nothing changed: it confirms the belief, after the rest
+    return LANE_NORMAL
 
 
 def plan_targets(
@@ -72,9 +91,7 @@ def plan_targets(
             session, {lst.sku for lst in channel_listings}, plan.locations
         )
         jobs: list[tuple[str, dict[str, Any]]] = []
-        scarce: list[str] = []
-        sold_out: list[str] = []
-        confirm: list[str] = []
+        lanes: dict[str, int] = {}
         for listing in channel_listings:
             listing.is_dirty = False
             quantity = plan.rules.apply(available.get(listing.sku, 0))
@@ -86,10 +103,7 @@ def plan_targets(
                 continue
             listing.target_seq += 1
             key = STOCK_KEY.format(listing_id=listing.id)
-            if told is not None and quantity < told and quantity <= SCARCE_UNITS:
-                (sold_out if quantity == 0 else scarce).append(key)
-            elif quantity == told and quantity > SCARCE_UNITS:
-                confirm.append(key)  # nothing changed: it confirms the belief, after the rest
+            lanes[key] = push_lane(quantity, told)
             jobs.append(
                 (
                     key,
@@ -111,9 +125,7 @@ def plan_targets(
             kind=JobKind.STOCK,
             jobs=jobs,
             now=now,
-            scarce=frozenset(scarce),
-            sold_out=frozenset(sold_out),
-            confirm=frozenset(confirm),
+            lanes=lanes,
         )
         if jobs:
             enqueued[channel_id] = len(jobs)
