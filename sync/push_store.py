@@ -115,22 +115,20 @@ def _claim(
     size = max(1, caps.max_stock_batch)
     if free <= 0:
         return [], 1  # unknown: the step after the next landing asks again
+    # One count for every figure below; its limit covers the largest `wanted + 1`.
+    due_jobs = count_due(session, claimant.channel_id, JobKind.STOCK, free * size + 1)
     if claimant.batch_size is not None:
-        waiting = count_due(session, claimant.channel_id, JobKind.STOCK, free * size + 1)
-        size = max(1, min(size, claimant.batch_size(waiting)))
+        size = max(1, min(size, claimant.batch_size(due_jobs.total)))
     wanted = free * size
     due = wanted
     # A push to a listing's last units (LANE_SOLD_OUT, LANE_SCARCE) does not wait for company:
     # the next buyer of that listing on this channel is the one it would oversell.
-    urgent = count_due(session, claimant.channel_id, JobKind.STOCK, 1, below_lane=LANE_NORMAL)
-    send_partial = send_partial or urgent > 0
+    send_partial = send_partial or due_jobs.before(LANE_NORMAL) > 0
     if not send_partial:
-        due = count_due(session, claimant.channel_id, JobKind.STOCK, wanted + 1)
+        due = min(due_jobs.total, wanted + 1)
         # Confirmations (LANE_CONFIRM) never fill a batch that goes early: they ride in the
         # room a batch leaves when it goes.
-        changes = count_due(
-            session, claimant.channel_id, JobKind.STOCK, wanted + 1, below_lane=LANE_CONFIRM
-        )
+        changes = due_jobs.before(LANE_CONFIRM)
         wanted = 0 if claimant.hold_full else min(wanted, changes // size * size)
         if not wanted:
             return [], due
