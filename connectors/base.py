@@ -218,6 +218,10 @@ class StockTarget:
     quantity: int
     expected: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # A push to a listing's last units (sold out, or down to a few): the next buyer of it on
+    # this channel is the one it would oversell, so a channel whose bulk path is slow (Amazon's
+    # feeds, processed in minutes) sends it by its fastest one.
+    urgent: bool = False
 
     def __post_init__(self) -> None:
         if self.quantity < 0:

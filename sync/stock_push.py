@@ -197,6 +197,7 @@ def prepare_batch(
                 quantity=max(0, int(job.payload["quantity"]) - unseen),
                 expected=expected if compare_and_swap else None,
                 extra=job.payload.get("extra") or {},
+                urgent=job.lane < LANE_NORMAL,
             )
         )
     complete(session, batch.stale, note="superseded by a newer target")

@@ -233,11 +233,29 @@ class AmazonConnector:
         latest = {target.listing_ref: target for target in targets}
         distinct = list(latest.values())
         if len(distinct) > self.settings.feed_threshold:
-            results = await self.feeds.push(distinct)
+            results = await self._feed_and_patch(distinct)
         else:
             results = await self._patch_all(distinct)
         by_ref = {result.listing_ref: result for result in results}
         return [by_ref[target.listing_ref] for target in targets]
+
+    async def _feed_and_patch(self, targets: Sequence[StockTarget]) -> list[StockPushResult]:
+        """One feed, and beside it a patch for each urgent target (a listing's last units):
+        Amazon takes minutes to process a feed, and a buyer of a listing still shown in stock
+        meanwhile would be oversold. Many urgent ones (an import) go in the feed too."""
+        urgent = [target for target in targets if target.urgent]
+        if not urgent or len(urgent) > self.settings.feed_threshold:
+            return await self.feeds.push(targets)
+        rest = [target for target in targets if not target.urgent]
+        # Both run to their end: a feed cut short after createFeed would still be applied.
+        patched, fed = await asyncio.gather(
+            self._patch_all(urgent), self.feeds.push(rest), return_exceptions=True
+        )
+        if isinstance(patched, BaseException):
+            raise patched
+        if isinstance(fed, BaseException):
+            raise fed
+        return [*patched, *fed]
 
     def stock_batch_size(self, due: int) -> int:
         """Targets to take in one push when `due` wait (sync/push_policy.StockClaimSizing).

@@ -24,7 +24,7 @@ from sync.models import (
 )
 from sync.outbox import claim, count_due
 from sync.reservations import StockRules
-from sync.stock_push import SCARCE_UNITS, ChannelStockPlan, plan_targets
+from sync.stock_push import SCARCE_UNITS, ChannelStockPlan, plan_targets, prepare_batch
 
 # sku: (on hand now, what the channel was last told)
 LISTINGS = {
@@ -149,3 +149,24 @@ def test_confirmations_are_claimed_last_and_never_make_a_batch_full(database: Da
         # Counted in claim order: a limit keeps the first lanes' figures exact.
         assert count_due(session, channel_id, JobKind.STOCK, 6).before(LANE_CONFIRM) == 6
     assert _claimed(database, channel_id, limit=100)[-1] == "OWN"
+
+
+def test_a_push_in_the_sold_out_or_scarce_lane_reaches_the_connector_as_urgent(
+    database: Database,
+) -> None:
+    """So a channel with a slow bulk path (Amazon's feeds) can send those by its fastest one."""
+    channel_id = _store(database)
+    _plan(database, channel_id)
+    with database.session() as session:
+        jobs = claim(
+            session,
+            channel_id=channel_id,
+            kinds=(JobKind.STOCK,),
+            limit=100,
+            owner="test",
+            lease=timedelta(seconds=60),
+            now=utcnow() + timedelta(seconds=1),
+        )
+        batch = prepare_batch(session, jobs, compare_and_swap=False)
+        urgent = {target.listing_ref for target in batch.targets if target.urgent}
+    assert urgent == {"LAST", "GONE", "EDGE"}

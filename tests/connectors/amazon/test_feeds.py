@@ -83,6 +83,21 @@ async def test_ten_thousand_skus_go_as_one_feed_not_ten_thousand_patches() -> No
     assert len(json.loads(upload.request.content)["messages"]) == 10_000
 
 
+async def test_a_listing_sold_out_meanwhile_is_patched_beside_the_feed() -> None:
+    """A feed takes Amazon minutes: a push to a listing's last units does not wait in it."""
+    amazon = _fake(_feed("DONE"))
+    amazon.on(const.PATCH_LISTING, {"sku": "SKU-00007", "status": "ACCEPTED", "submissionId": "s"})
+    targets = [StockTarget(f"SKU-{n:05d}", 5, urgent=n == 7) for n in range(60)]
+    results = await connector(amazon, feed_threshold=50).push_stock(targets)
+    assert [r.listing_ref for r in results] == [t.listing_ref for t in targets]
+    assert {r.outcome for r in results} == {PushOutcome.APPLIED}
+    (patch,) = amazon.calls(const.PATCH_LISTING)
+    assert patch.request.url.path.endswith("/SKU-00007")
+    (upload,) = amazon.calls(const.UPLOAD_FEED_DOCUMENT)
+    fed = [m["sku"] for m in json.loads(upload.request.content)["messages"]]
+    assert len(fed) == 59 and "SKU-00007" not in fed
+
+
 async def test_report_errors_are_per_listing_refusals_with_amazons_message() -> None:
     report = _report(
         [
