@@ -157,11 +157,14 @@ class AmazonClient:
         request: Callable[[SdkApis], Awaitable[object]],
         *,
         is_resendable: bool = True,
+        reserve: float = 0.0,
     ) -> Json:
         """Run one package call as `operation`; answer Amazon's JSON body ({} when empty).
 
         `is_resendable`: a read or an idempotent write, safe to send again after an unclear
         outcome; confirmShipment is not, and comes back UncertainOutcomeError instead.
+        `reserve`: tokens of the operation's bucket this call leaves to calls without one
+        (`TokenBucket.acquire`).
         """
         self._raise_held_auth_failure()
         policy = retry_policy(
@@ -173,7 +176,7 @@ class AmazonClient:
         )
         async for attempt in policy:
             with attempt:
-                return await self._call_once(operation, request, is_resendable)
+                return await self._call_once(operation, request, is_resendable, reserve)
         raise AssertionError("unreachable: the retry policy re-raises the last error")
 
     async def _call_once(
@@ -181,10 +184,11 @@ class AmazonClient:
         operation: str,
         request: Callable[[SdkApis], Awaitable[object]],
         is_resendable: bool,
+        reserve: float,
     ) -> Json:
         for is_last in (False, True):
             try:
-                response = await self._exchange(operation, request, is_resendable)
+                response = await self._exchange(operation, request, is_resendable, reserve)
             except AuthError as err:
                 if err.operation == const.LWA_TOKEN:
                     self._auth_failure = (err, self._clock())
@@ -203,9 +207,10 @@ class AmazonClient:
         operation: str,
         request: Callable[[SdkApis], Awaitable[object]],
         is_resendable: bool,
+        reserve: float,
     ) -> httpx.Response:
         self._require_refresh_token()
-        exchange = Exchange(operation, self.bucket(operation))
+        exchange = Exchange(operation, self.bucket(operation), reserve)
         token = current_exchange.set(exchange)
         try:
             await request(self.apis)

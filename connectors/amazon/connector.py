@@ -302,6 +302,8 @@ class AmazonConnector:
                     body=body,
                     marketplaceIds=",".join(self.settings.marketplace_ids),
                 ),
+                # Every other patch leaves the bucket tokens for an urgent one to go at once.
+                reserve=0.0 if target.urgent else const.URGENT_PATCH_RESERVE,
             )
         except (PermanentError, NotFoundError) as err:
             reason = err.reason if isinstance(err, PermanentError) else err.args[0]

@@ -178,6 +178,11 @@ FULFILLMENT_AVAILABILITY_PATH = "/attributes/fulfillment_availability"
 MERCHANT_CHANNEL_CODE = "DEFAULT"  # merchant-fulfilled stock; AMAZON_* is FBA, never ours to set
 PATCH_CONCURRENCY = 5  # patches in flight at once; the bucket (5/s, burst 5) paces them anyway
 PATCH_CLAIM = 5  # listings a patch-sized push takes: what the bucket (burst 5) sends at once
+# Tokens of patchListingsItem's bucket a patch leaves to a push to a listing's last units
+# (StockTarget.urgent), which then goes at once however long the queue of patches before it:
+# at 5/s a burst of ordinary patches held it up to a second, the window of an oversell.
+# Throughput is the same: the bucket still restores 5 a second, all of them spent.
+URGENT_PATCH_RESERVE = 2.0
 FEED_THRESHOLD = 50
 """Default: a push of more listings than this goes as one JSON_LISTINGS_FEED, not patches."""
 FEED_MAX_MESSAGES = 25_000

@@ -57,6 +57,7 @@ class Exchange:
 
     operation: str
     limiter: TokenBucket | None
+    reserve: float = 0.0  # background work for the limiter (TokenBucket.acquire)
     response: httpx.Response | None = None
 
 
@@ -94,6 +95,7 @@ class SdkTransport:
             channel=self._channel,
             operation=exchange.operation,
             limiter=exchange.limiter,
+            reserve=exchange.reserve,
             params=dict(params) if params else None,
             headers={k: v for k, v in (headers or {}).items() if k.lower() not in _DROPPED_HEADERS},
             content=content,

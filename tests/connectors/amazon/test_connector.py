@@ -163,6 +163,21 @@ async def test_small_pushes_patch_each_listing_and_read_each_answer() -> None:
     assert not amazon.calls(const.CREATE_FEED)
 
 
+async def test_ordinary_patches_leave_an_urgent_one_tokens_to_go_at_once() -> None:
+    """A push to a listing's last units does not queue behind a burst of ordinary patches for
+    patchListingsItem's tokens (5/s): they leave it URGENT_PATCH_RESERVE of them."""
+    amazon = FakeAmazon()
+    amazon.on(const.PATCH_LISTING, {"sku": "x", "status": "ACCEPTED", "submissionId": "s"})
+    amazon_us = connector(amazon)
+    _, burst = const.RATE_LIMITS[const.PATCH_LISTING]
+    await amazon_us.push_stock([StockTarget(f"S{n}", 5) for n in range(burst)])
+    assert amazon.clock.now > 1000.0  # the ordinary ones waited rather than empty the bucket
+    before = amazon.clock.now
+    await amazon_us.push_stock([StockTarget("LAST", 0, urgent=True)])
+    assert amazon.clock.now == before  # it went at once
+    assert len(amazon.calls(const.PATCH_LISTING)) == burst + 1
+
+
 async def test_patches_are_paced_at_five_a_second() -> None:
     amazon = FakeAmazon()
     amazon.on(const.PATCH_LISTING, {"sku": "x", "status": "ACCEPTED", "submissionId": "s"})
