@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from sync.db import Database
 from sync.models import (
@@ -74,19 +75,22 @@ def _plan(database: Database, channel_id: int) -> None:
     database.transact(lambda s: plan_targets(s, plans))
 
 
+def _claim(session: Session, channel_id: int, *, limit: int) -> list[OutboxJob]:
+    return claim(
+        session,
+        channel_id=channel_id,
+        kinds=(JobKind.STOCK,),
+        limit=limit,
+        owner="test",
+        lease=timedelta(seconds=60),
+        now=utcnow() + timedelta(seconds=1),
+    )
+
+
 def _claimed(database: Database, channel_id: int, *, limit: int) -> list[str]:
     """The listings a claim of `limit` stock jobs takes, in the order it takes them."""
     with database.session() as session:
-        jobs = claim(
-            session,
-            channel_id=channel_id,
-            kinds=(JobKind.STOCK,),
-            limit=limit,
-            owner="test",
-            lease=timedelta(seconds=60),
-            now=utcnow() + timedelta(seconds=1),
-        )
-        return [job.payload["listing_ref"] for job in jobs]
+        return [job.payload["listing_ref"] for job in _claim(session, channel_id, limit=limit)]
 
 
 def _lanes(database: Database) -> dict[str, int]:
@@ -158,15 +162,8 @@ def test_a_push_in_the_sold_out_or_scarce_lane_reaches_the_connector_as_urgent(
     channel_id = _store(database)
     _plan(database, channel_id)
     with database.session() as session:
-        jobs = claim(
-            session,
-            channel_id=channel_id,
-            kinds=(JobKind.STOCK,),
-            limit=100,
-            owner="test",
-            lease=timedelta(seconds=60),
-            now=utcnow() + timedelta(seconds=1),
+        batch = prepare_batch(
+            session, _claim(session, channel_id, limit=100), compare_and_swap=False
         )
-        batch = prepare_batch(session, jobs, compare_and_swap=False)
         urgent = {target.listing_ref for target in batch.targets if target.urgent}
     assert urgent == {"LAST", "GONE", "EDGE"}

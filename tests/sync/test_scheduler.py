@@ -103,6 +103,13 @@ def _start(url: str, store: Store, clock: TestClock, seed: int) -> Instance:
     return Instance(scheduler, db, stop, asyncio.create_task(scheduler.run(stop)), metrics)
 
 
+async def _stop(instance: Instance) -> None:
+    """Stop it as SIGTERM would: its loop ends, then its store connections close."""
+    instance.stop.set()
+    await instance.task
+    instance.db.dispose()
+
+
 async def _kill(instance: Instance) -> None:
     """Stop it as SIGKILL would: no release, no more heartbeats, nothing finishes.
 
@@ -309,9 +316,7 @@ def test_a_throttled_poll_waits_for_the_channel_s_retry_after_then_recovers(
                     attempts.append(float(second))
             return attempts
         finally:
-            instance.stop.set()
-            await instance.task
-            instance.db.dispose()
+            await _stop(instance)
 
     attempts = asyncio.run(scenario())
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
@@ -353,9 +358,7 @@ def test_sync_now_joins_a_poll_under_way_even_while_its_fires_keep_it_busy(
                 firing = False
                 await firer
         finally:
-            instance.stop.set()
-            await instance.task
-            instance.db.dispose()
+            await _stop(instance)
 
     results = asyncio.run(scenario())
     assert results["poll"]["ok"] is True and results["poll"]["joined"] is True, results
@@ -406,9 +409,7 @@ def test_refused_credentials_stop_every_call_but_a_slow_check_and_recover_alone(
             runs = instance.metrics.scheduled_runs
             assert runs.labels("shop", "poll", "auth_failed")._value.get() == 1
         finally:
-            instance.stop.set()
-            await instance.task
-            instance.db.dispose()
+            await _stop(instance)
 
     asyncio.run(scenario())
 
