@@ -32,7 +32,7 @@ unit: $(STAMP) browser
 
 # The chaos run's long form (issue 9): 10,000 orders against the three sandboxes under faults,
 # 20 SIGKILLs of the daemon and one crash of its private PostgreSQL; the JSON line comes last.
-# About 50 minutes on 2 cores (e758e2b): 17 of buying, 6 of draining, then 28 for the final
+# About 42 minutes on 2 cores (06d312d): 17 of buying, 7 of draining, then 18 for the final
 # poll-and-reconcile, paced by Amazon's report and getOrder rates; its limit is 60.
 CHAOS_ARGS ?= --orders 10000 --kills 20
 chaos: $(STAMP)
