@@ -83,8 +83,7 @@ class ChannelJob:
     # `Scheduler.sync_now` callers waiting for the lock: a busy job's loop of re-fired runs
     # gives way to them instead of holding the lock run after run.
     syncs_waiting: int = 0
-    runs: int = 0  # runs finished by this instance, and the answer of the last one
-    last_result: dict[str, Any] | None = None
+    last_result: dict[str, Any] | None = None  # the answer of this instance's last run
 
     @property
     def lease(self) -> str:
@@ -121,8 +120,7 @@ class JobRunner:
     async def execute(self, job: ChannelJob) -> dict[str, Any]:
         """Run the job body once; record success, failure or refused credentials."""
         result = await self._execute(job)
-        job.runs += 1
-        job.last_result = result
+        job.last_result = result  # a new object each run: a waiter tells a run ended by it
         return result
 
     async def _execute(self, job: ChannelJob) -> dict[str, Any]:

@@ -277,12 +277,13 @@ class Scheduler:
         restores one call every 3 minutes) a second wait. A reconcile under way may have read
         the channel before the request came, so another one runs after it.
         """
-        runs_before = job.runs
+        before = job.last_result
         is_joinable = job.kind is JobName.POLL and job.lock.locked()
         job.syncs_waiting += 1
         try:
             async with job.lock:
-                joined = job.last_result if is_joinable and job.runs > runs_before else None
+                ended = job.last_result is not before  # a run ended while we waited
+                joined = job.last_result if is_joinable and ended else None
                 if joined is not None and joined.get("ok"):
                     result = {**joined, "joined": True}
                 else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
 
 import pytest
@@ -234,29 +234,33 @@ def test_a_stream_of_changes_is_coalesced_into_few_calls(database: Database) -> 
     _channel_matches_ledger(store, "shop")
 
 
+def _first_push_after(store: Store, on_hand: Mapping[str, int]) -> float:
+    """Seconds from one stock change (these SKUs set to these figures) to the first push that
+    lands on "shop", whose pusher would hold a partial batch for LONG_S."""
+    shop = _landing(store, "shop")
+    pusher = _pusher(store, "shop", Coalescing(quiet_s=LONG_S, max_linger_s=LONG_S))
+
+    def write(session: Session) -> None:
+        for sku, figure in on_hand.items():
+            set_stock(session, sku, "default", figure)
+
+    async def scenario() -> float:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            await asyncio.to_thread(store.db.transact, write)
+            pusher.wake()
+            return await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
+
+    return asyncio.run(scenario())
+
+
 def test_a_full_batch_is_not_held_back(database: Database) -> None:
     """Four listings change at once on a channel taking four per call: the batch is full and
     goes without waiting for the stream to pause or the linger to end."""
     skus = ["A", "B", "C", "D"]
     store = _store(database, ChannelSpec("shop", BATCH_4), skus)
     shop = _landing(store, "shop")
-    pusher = _pusher(store, "shop", Coalescing(quiet_s=LONG_S, max_linger_s=LONG_S))
-
-    def change_all() -> None:
-        def write(session: Session) -> None:
-            for sku in skus:
-                set_stock(session, sku, "default", 5)
-
-        store.db.transact(write)
-
-    async def scenario() -> float:
-        async with _running(pusher):
-            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
-            await asyncio.to_thread(change_all)
-            pusher.wake()
-            return await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
-
-    took = asyncio.run(scenario())
+    took = _first_push_after(store, dict.fromkeys(skus, 5))
     assert took < 5.0, f"a full batch waited {took:.2f} s"
     assert sorted(shop.landed[0][1]) == skus
     _channel_matches_ledger(store, "shop")
@@ -267,23 +271,7 @@ def test_a_push_to_the_last_units_does_not_wait_for_company(database: Database) 
     batch for a minute: the batch goes at once, S in it, and T rides along."""
     store = _store(database, ChannelSpec("shop", CAS), ["S", "T"])
     shop = _landing(store, "shop")
-    pusher = _pusher(store, "shop", Coalescing(quiet_s=LONG_S, max_linger_s=LONG_S))
-
-    def sell() -> None:
-        def write(session: Session) -> None:
-            set_stock(session, "S", "default", 2)
-            set_stock(session, "T", "default", 7)
-
-        store.db.transact(write)
-
-    async def scenario() -> float:
-        async with _running(pusher):
-            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
-            await asyncio.to_thread(sell)
-            pusher.wake()
-            return await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
-
-    took = asyncio.run(scenario())
+    took = _first_push_after(store, {"S": 2, "T": 7})
     assert took < 5.0, f"the last units waited {took:.2f} s"
     assert sorted(shop.landed[0][1]) == ["S", "T"]
     _channel_matches_ledger(store, "shop")
