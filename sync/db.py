@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from sync.migrate import (
     HEAD,
@@ -273,8 +274,7 @@ def _sqlite_engine(url: URL, pool_size: int, busy_timeout: float) -> sqlalchemy.
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            mode = cursor.fetchone()[0]
+            mode = _enter_wal(cursor, busy_timeout)
             if str(mode).lower() != "wal":
                 raise RuntimeError(
                     f"SQLite refused WAL journal mode (got {mode!r}); put the store file on a "
@@ -294,6 +294,34 @@ def _sqlite_engine(url: URL, pool_size: int, busy_timeout: float) -> sqlalchemy.
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _enter_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> str:
+    """`PRAGMA journal_mode = WAL`; the journal mode the file is in after it.
+
+    Turning a file into WAL takes the exclusive lock without SQLite's busy handler: when two
+    instances open a new store at once, one of them gets "database is locked" at once (about 1
+    time in 50 with two). That is retried, with short random pauses, for up to `busy_timeout`.
+    """
+    retrying = Retrying(
+        retry=retry_if_exception(_is_locked),
+        stop=stop_after_delay(busy_timeout),
+        wait=wait_random(0.001, 0.05),
+        before_sleep=lambda state: _log.debug(
+            "another connection is turning the store file into WAL; trying again (%d)",
+            state.attempt_number,
+        ),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return str(cursor.fetchone()[0])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc)
 
 
 def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:

@@ -215,6 +215,35 @@ def test_two_sqlite_writers_in_threads_are_serialised(sqlite_db: Database) -> No
     assert on_hand(sqlite_db) == 2 * rounds  # no update lost
 
 
+def test_instances_opening_a_new_sqlite_store_at_once_all_connect(tmp_path: Path) -> None:
+    # Turning a new file into WAL takes the exclusive lock without SQLite's busy handler: the
+    # instance that lost the race used to fail at once with "database is locked" (about 1 in 50
+    # pairs). Many fresh files, several instances each, so a regression fails nearly every run.
+    errors: list[BaseException] = []
+    for store in range(40):
+        url = sqlite_url(tmp_path / f"store-{store}.db")
+        instances = [Database(url, busy_timeout=10) for _ in range(4)]
+        start = threading.Barrier(len(instances), timeout=10)
+
+        def open_store(instance: Database, start: threading.Barrier = start) -> None:
+            try:
+                start.wait()
+                instance.ping()
+            except BaseException as exc:  # reported in the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_store, args=(db,)) for db in instances]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        for instance in instances:
+            with instance.read_session() as session:
+                assert session.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+            instance.dispose()
+    assert errors == []
+
+
 # --- transactions (both databases) ----------------------------------------------------------
 
 

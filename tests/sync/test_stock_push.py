@@ -186,7 +186,6 @@ def test_a_sale_on_the_channel_itself_is_confirmed_after_the_channels_changes(
     assert market.pushes["S"][-1] == 8
 
 
-
 @pytest.mark.parametrize("capabilities", [CAS, PLAIN], ids=["cas", "plain"])
 def test_an_order_first_seen_cancelled_still_counts_the_sale_the_channel_made(
     database: Database, capabilities: Capabilities
