@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, text, update
+from sqlalchemy import and_, exists, func, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -180,9 +180,11 @@ def claim(
     owner: str,
     lease: timedelta,
     now: datetime | None = None,
+    below_lane: int | None = None,
 ) -> list[OutboxJob]:
     """Take up to `limit` due jobs of one channel under a lease, lane by lane (sold out,
-    scarce, normal, confirmations: see LANE_SOLD_OUT and the rest), oldest first within a lane.
+    scarce, normal, confirmations: see LANE_SOLD_OUT and the rest), oldest first within a lane;
+    with `below_lane`, only jobs in the lanes before it.
 
     A job whose identity already has a running job waits: two pushes for one listing in flight
     at once could arrive in either order, and the older must never land last.
@@ -197,6 +199,7 @@ def claim(
             OutboxJob.kind.in_(kinds),
             OutboxJob.state == JobState.PENDING,
             OutboxJob.run_after <= now,
+            OutboxJob.lane < below_lane if below_lane is not None else true(),
             ~exists().where(
                 and_(
                     running.identity_key == OutboxJob.identity_key,

@@ -93,6 +93,8 @@ class Arrivals:
     """
 
     event: asyncio.Event = field(default_factory=asyncio.Event)
+    # Planning gave the channel a push to a listing's last units since the drain last claimed.
+    urgent: asyncio.Event = field(default_factory=asyncio.Event)
     last: float | None = None  # planning last gave the channel work
     last_active: float | None = None  # the store last changed
     mean_gap: float | None = None
@@ -113,12 +115,15 @@ class Arrivals:
             self.dev_gap = 0.75 * self.dev_gap + 0.25 * abs(self.mean_gap - gap)
             self.mean_gap = 0.875 * self.mean_gap + 0.125 * gap
 
-    def note(self, now: float) -> None:
-        """Planning enqueued or replaced jobs for the channel at `now` (loop time)."""
+    def note(self, now: float, *, urgent: bool = False) -> None:
+        """Planning enqueued or replaced jobs for the channel at `now` (loop time); `urgent`:
+        one of them pushes a listing's last units."""
         self.last = now
         if self.waiting_since is None:
             self.waiting_since = now
         self.event.set()
+        if urgent:
+            self.urgent.set()
 
     def partial_at(self, policy: Coalescing) -> float:
         """Loop time from which a batch that is not full may go."""

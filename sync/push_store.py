@@ -84,8 +84,10 @@ def record_and_claim(
     *,
     free: int,
     send_partial: bool = True,
+    urgent_only: bool = False,
 ) -> Step:
-    """Record `landed`, then claim up to `free` batches (only full ones unless `send_partial`)."""
+    """Record `landed`, then claim up to `free` batches (only full ones unless `send_partial`;
+    with `urgent_only`, one batch if a push to a listing's last units is due, whatever else)."""
     # Recording comes first, and takes its locks before it changes any job.
     ids = [job.payload["listing_id"] for one in landed for job in one.batch.jobs]
     locked = _lock_listings(session, ids) if ids else set()
@@ -103,8 +105,32 @@ def record_and_claim(
         done = _record(session, one, claimant.retry, claimant.owner)
         for name in OUTCOMES:
             setattr(summary, name, getattr(summary, name) + getattr(done, name))
-    batches, left = _claim(session, claimant, free=free, send_partial=send_partial)
+    if urgent_only:
+        batches, left = _claim_urgent(session, claimant), 1
+    else:
+        batches, left = _claim(session, claimant, free=free, send_partial=send_partial)
     return Step(batches, left, summary, deferred)
+
+
+def _claim_urgent(session: Session, claimant: Claimant) -> list[PushBatch]:
+    """One batch if a push to a listing's last units is due.
+
+    Where one call carries the batch, company fills it (the last units first, in claim
+    order): a channel at its rate limit loses a call's room to a batch sent short. A channel
+    that sizes its claims because each listing is a call of its own (Amazon's patches) sends
+    the last units alone: company would keep the extra slot busy for seconds.
+    """
+    size = max(1, claimant.capabilities.max_stock_batch)
+    due_jobs = count_due(session, claimant.channel_id, JobKind.STOCK, size + 1)
+    urgent = due_jobs.before(LANE_NORMAL)
+    if not urgent:
+        return []
+    if claimant.batch_size is None:
+        batches, _ = _take(session, claimant, size, size)
+    else:
+        size = max(1, min(size, claimant.batch_size(urgent)))
+        batches, _ = _take(session, claimant, min(urgent, size), size, below_lane=LANE_NORMAL)
+    return batches
 
 
 def _claim(
@@ -132,11 +158,26 @@ def _claim(
         wanted = 0 if claimant.hold_full else min(wanted, changes // size * size)
         if not wanted:
             return [], due
+    batches, taken = _take(session, claimant, wanted, size)
+    if taken is None:
+        return batches, 0
+    return batches, 1 if send_partial else max(1, due - taken)
+
+
+def _take(
+    session: Session,
+    claimant: Claimant,
+    wanted: int,
+    size: int,
+    *,
+    below_lane: int | None = None,
+) -> tuple[list[PushBatch], int | None]:
+    """Claim `wanted` jobs in batches of `size`; answer them and how many jobs were taken, or
+    None when fewer than wanted were due (every due job taken)."""
     jobs: list[OutboxJob] = []
     targets: list[StockTarget] = []
-    taken = 0
-    exhausted = False
-    while len(jobs) < wanted:
+    taken: int | None = 0
+    while taken is not None and len(jobs) < wanted:
         # Jobs a newer push already overtook are dropped unsent: claim again for the rest.
         asked = wanted - len(jobs)
         claimed = claim(
@@ -146,22 +187,19 @@ def _claim(
             limit=asked,
             owner=claimant.owner,
             lease=claimant.lease,
+            below_lane=below_lane,
         )
-        taken += len(claimed)
         if claimed:
-            batch = prepare_batch(session, claimed, compare_and_swap=caps.supports_compare_and_swap)
+            compare = claimant.capabilities.supports_compare_and_swap
+            batch = prepare_batch(session, claimed, compare_and_swap=compare)
             jobs += batch.jobs
             targets += batch.targets
-        if len(claimed) < asked:
-            exhausted = True
-            break
+        taken = taken + len(claimed) if len(claimed) == asked else None
     batches = [
         PushBatch(jobs=jobs[i : i + size], targets=targets[i : i + size], stale=[])
         for i in range(0, len(jobs), size)
     ]
-    if exhausted:
-        return batches, 0
-    return batches, 1 if send_partial else max(1, due - taken)
+    return batches, taken
 
 
 def _record(

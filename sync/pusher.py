@@ -31,7 +31,13 @@ from sync.metrics import Metrics
 from sync.outbox import RetrySchedule, has_open_work
 from sync.push_policy import Arrivals, Coalescing, claim_sizing
 from sync.push_store import OUTCOMES, Claimant, Landed, Step, record_and_claim
-from sync.stock_push import ChannelStockPlan, PushBatch, PushOutcomeSummary, plan_targets
+from sync.stock_push import (
+    ChannelStockPlan,
+    Planned,
+    PushBatch,
+    PushOutcomeSummary,
+    plan_targets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +180,10 @@ class StockPusher:
         while True:
             enqueued = await asyncio.to_thread(self._plan, plans)
             now = loop.time()
-            for channel_id, count in enqueued.items():
-                if count:
-                    self._arrivals[channel_id].note(now)
-            if sum(enqueued.values()) < PLAN_LIMIT:
+            for channel_id, planned in enqueued.items():
+                if planned.jobs:
+                    self._arrivals[channel_id].note(now, urgent=planned.urgent > 0)
+            if sum(planned.jobs for planned in enqueued.values()) < PLAN_LIMIT:
                 break  # else more dirty listings than one planning transaction takes
         for channel_id, channel in self.channels.items():
             task = self._drains.get(channel_id)
@@ -189,7 +195,7 @@ class StockPusher:
                 )
         self._round_done.set()
 
-    def _plan(self, plans: dict[int, ChannelStockPlan]) -> dict[int, int]:
+    def _plan(self, plans: dict[int, ChannelStockPlan]) -> dict[int, Planned]:
         with self._writing:
             return self.db.transact(lambda s: plan_targets(s, plans, limit=PLAN_LIMIT))
 
@@ -199,25 +205,41 @@ class StockPusher:
 
     async def _drain(self, channel: PushChannel, stop: asyncio.Event) -> None:
         """Record what landed and claim what may go, one transaction a step, until the channel
-        has nothing due and nothing in flight; hold partial batches as its policy says."""
+        has nothing due and nothing in flight; hold partial batches as its policy says.
+
+        Beside the channel's `max_in_flight` slots is one more, for pushes to listings' last
+        units alone: while every slot is busy with a batch of ordinary changes (Amazon's patches
+        at 5/s take seconds), the next buyer of a listing down to its last unit is the one it
+        would oversell. The channel's rate limiter still paces the call."""
         caps = channel.connector.capabilities
         slots = max(1, caps.max_in_flight)
         policy = channel.policy
         arrivals = self._arrivals[channel.channel_id]
         loop = asyncio.get_running_loop()
         in_flight: set[asyncio.Task[Landed | None]] = set()
+        urgent_slot: asyncio.Task[Landed | None] | None = None  # the batch in the extra slot
         landed: list[Landed] = []
         left = 1
         while True:
             arrivals.event.clear()
             # A channel that went auth-failed meanwhile gets nothing more; what landed is recorded.
             barred = stop.is_set() or not self.is_callable(channel.name)
-            free = 0 if barred else slots - len(in_flight)
-            if landed or free:
+            free = 0 if barred else slots - len(in_flight - {urgent_slot})
+            urgent_only = (
+                not free and not barred and urgent_slot is None and arrivals.urgent.is_set()
+            )
+            if free or urgent_only:
+                arrivals.urgent.clear()  # this claim takes every push to last units now due
+            if landed or free or urgent_only:
                 partial = caps.max_stock_batch <= 1 or loop.time() >= arrivals.partial_at(policy)
                 try:
                     step = await asyncio.to_thread(
-                        self._step, channel, landed, free=free, send_partial=partial
+                        self._step,
+                        channel,
+                        landed,
+                        free=free or int(urgent_only),
+                        send_partial=partial,
+                        urgent_only=urgent_only,
                     )
                 except Exception:
                     # The supervisor: record what landed one push at a time; claim next round.
@@ -229,7 +251,9 @@ class StockPusher:
                 landed, left = step.deferred, step.left
                 self._count(channel, step.summary)
                 for batch in step.batches:
-                    in_flight.add(asyncio.create_task(self._push(channel, batch)))
+                    pushing = asyncio.create_task(self._push(channel, batch))
+                    in_flight.add(pushing)
+                    urgent_slot = pushing if urgent_only else urgent_slot
                 if left == 0:
                     arrivals.waiting_since = None
                 elif arrivals.waiting_since is None:
@@ -242,7 +266,10 @@ class StockPusher:
                 return
             waiters: set[asyncio.Future[Any]] = set(in_flight)
             timeout = LOCKED_RETRY_S if landed else None
-            if not stop.is_set() and len(in_flight) < slots:
+            if not stop.is_set() and len(in_flight - {urgent_slot}) >= slots:
+                if urgent_slot is None:
+                    waiters.add(asyncio.ensure_future(arrivals.urgent.wait()))
+            elif not stop.is_set():
                 waiters.add(asyncio.ensure_future(arrivals.event.wait()))
                 if left:
                     # Held back by the policy: go when it allows, or sooner if work arrives.
@@ -258,6 +285,7 @@ class StockPusher:
                 waiter.cancel()
             for task in done & set(in_flight):
                 in_flight.discard(task)
+                urgent_slot = None if task is urgent_slot else urgent_slot
                 if (result := task.result()) is not None:
                     landed.append(result)
 
@@ -285,6 +313,7 @@ class StockPusher:
         *,
         free: int,
         send_partial: bool = True,
+        urgent_only: bool = False,
     ) -> Step:
         claimant = Claimant(
             channel.channel_id,
@@ -298,7 +327,12 @@ class StockPusher:
         with self._writing:
             return self.db.transact(
                 lambda session: record_and_claim(
-                    session, claimant, landed, free=free, send_partial=send_partial
+                    session,
+                    claimant,
+                    landed,
+                    free=free,
+                    send_partial=send_partial,
+                    urgent_only=urgent_only,
                 )
             )
 

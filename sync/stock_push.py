@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -63,10 +63,17 @@ def push_lane(quantity: int, told: int | None) -> int:
     return LANE_NORMAL
 
 
+class Planned(NamedTuple):
+    """What planning gave one channel."""
+
+    jobs: int  # stock jobs enqueued or replaced
+    urgent: int  # of them, pushes to a listing's last units (lanes before LANE_NORMAL)
+
+
 def plan_targets(
     session: Session, channels: Mapping[int, ChannelStockPlan], *, limit: int = 5000
-) -> dict[int, int]:
-    """Turn dirty listings into stock jobs; answer channel id -> jobs enqueued or replaced."""
+) -> dict[int, Planned]:
+    """Turn dirty listings into stock jobs; answer channel id -> what each channel was given."""
     if not channels:
         return {}
     listings = session.scalars(
@@ -83,7 +90,7 @@ def plan_targets(
     for listing in listings:
         by_channel[listing.channel_id].append(listing)
 
-    enqueued: dict[int, int] = {}
+    enqueued: dict[int, Planned] = {}
     now = utcnow()
     for channel_id, channel_listings in by_channel.items():
         plan = channels[channel_id]
@@ -128,7 +135,8 @@ def plan_targets(
             lanes=lanes,
         )
         if jobs:
-            enqueued[channel_id] = len(jobs)
+            urgent = sum(lane < LANE_NORMAL for lane in lanes.values())
+            enqueued[channel_id] = Planned(len(jobs), urgent)
     session.flush()
     return enqueued
 

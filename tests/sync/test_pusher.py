@@ -337,10 +337,12 @@ class GatedConnector(LandingConnector):
         super().__init__(market, spec)
         self.gate = asyncio.Event()
         self.entered = asyncio.Event()
+        self.calls = 0
 
     async def push_stock(self, targets: Sequence[StockTarget]) -> Sequence[StockPushResult]:
         """The first call waits at the gate."""
-        if not self.landed:
+        self.calls += 1
+        if self.calls == 1:
             self.entered.set()
             await self.gate.wait()
         return await super().push_stock(targets)
@@ -388,6 +390,37 @@ def test_a_change_left_behind_by_its_listings_push_in_flight_goes_while_the_stor
     took = asyncio.run(scenario())
     assert gated.landed[1][1] == ["S"]
     assert took < 10 * linger_s
+    _channel_matches_ledger(store, "shop")
+
+
+def test_a_push_to_the_last_units_goes_while_every_slot_is_busy(database: Database) -> None:
+    """A channel of one call at a time is pushing A, and the call is slow; meanwhile S drops
+    to its last unit. S's push goes beside A's in the extra slot, before A's call answers,
+    with B's ordinary change as company."""
+    spec = ChannelSpec("shop", Capabilities(max_stock_batch=4, max_in_flight=1))
+    store = _store(database, spec, ["A", "B", "S"])
+    channel = store.channels["shop"]
+    gated = GatedConnector(channel.market, spec)
+    channel.connector = gated
+    pusher = _pusher(store, "shop", Coalescing(quiet_s=0.05, max_linger_s=0.2))
+
+    async def scenario() -> None:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            _set(store, "A", 7)
+            pusher.wake()
+            await asyncio.wait_for(gated.entered.wait(), IDLE_TIMEOUT_S)
+            await asyncio.to_thread(_set, store, "B", 6)
+            await asyncio.to_thread(_set, store, "S", 1)
+            pusher.wake()
+            try:
+                await _until(lambda: bool(gated.landed), within_s=IDLE_TIMEOUT_S)
+            finally:
+                gated.gate.set()
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+
+    asyncio.run(scenario())
+    assert [sorted(refs) for _at, refs in gated.landed] == [["B", "S"], ["A"]]
     _channel_matches_ledger(store, "shop")
 
 

@@ -4,11 +4,13 @@ channel working through a queue of changes stops selling the last unit first."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connectors.base import Capabilities
 from sync.db import Database
 from sync.models import (
     LANE_CONFIRM,
@@ -23,7 +25,8 @@ from sync.models import (
     StockLevel,
     utcnow,
 )
-from sync.outbox import claim, count_due
+from sync.outbox import RetrySchedule, claim, count_due
+from sync.push_store import Claimant, record_and_claim
 from sync.reservations import StockRules
 from sync.stock_push import SCARCE_UNITS, ChannelStockPlan, plan_targets, prepare_batch
 
@@ -167,3 +170,61 @@ def test_a_push_in_the_sold_out_or_scarce_lane_reaches_the_connector_as_urgent(
         )
         urgent = {target.listing_ref for target in batch.targets if target.urgent}
     assert urgent == {"LAST", "GONE", "EDGE"}
+
+
+def _claimed_for_the_extra_slot(
+    database: Database,
+    channel_id: int,
+    *,
+    size: int,
+    batch_size: Callable[[int], int] | None = None,
+) -> list[str]:
+    """What the pusher sends beside a channel's busy call slots: the listings of its batch."""
+    claimant = Claimant(
+        channel_id,
+        Capabilities(max_stock_batch=size, max_in_flight=1),
+        False,
+        "test",
+        timedelta(seconds=60),
+        RetrySchedule(),
+        batch_size=batch_size,
+    )
+    with database.session() as session:
+        step = record_and_claim(session, claimant, [], free=1, urgent_only=True)
+    assert len(step.batches) <= 1
+    return [target.listing_ref for batch in step.batches for target in batch.targets]
+
+
+def test_the_extra_slot_takes_a_batch_only_while_a_push_to_last_units_is_due(
+    database: Database,
+) -> None:
+    channel_id = _store(database)
+    _plan(database, channel_id)
+    # The last units first, then company up to the batch size: a call's room is not wasted.
+    assert _claimed_for_the_extra_slot(database, channel_id, size=4) == [
+        "GONE",
+        "LAST",
+        "EDGE",
+        "PLENTY",
+    ]
+    # Only ordinary changes are left (RESTOCKED, NEW): they wait for one of the channel's slots.
+    assert _claimed_for_the_extra_slot(database, channel_id, size=4) == []
+    assert sorted(_claimed(database, channel_id, limit=100)) == ["NEW", "RESTOCKED"]
+
+
+def test_a_channel_of_a_call_per_listing_sends_the_last_units_alone_in_the_extra_slot(
+    database: Database,
+) -> None:
+    """Amazon: each listing is a patch of its own, so company would keep the slot busy."""
+    channel_id = _store(database)
+    _plan(database, channel_id)
+    assert _claimed_for_the_extra_slot(
+        database, channel_id, size=25_000, batch_size=lambda _due: 2
+    ) == ["GONE", "LAST"]
+    assert _claimed_for_the_extra_slot(
+        database, channel_id, size=25_000, batch_size=lambda _due: 2
+    ) == ["EDGE"]
+    assert (
+        _claimed_for_the_extra_slot(database, channel_id, size=25_000, batch_size=lambda _due: 2)
+        == []
+    )
