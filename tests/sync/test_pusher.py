@@ -348,6 +348,23 @@ class GatedConnector(LandingConnector):
         return await super().push_stock(targets)
 
 
+def _gated(store: Store, spec: ChannelSpec) -> GatedConnector:
+    channel = store.channels[spec.name]
+    gated = GatedConnector(channel.market, spec)
+    channel.connector = gated
+    return gated
+
+
+async def _first_push_held(
+    store: Store, pusher: StockPusher, gated: GatedConnector, sku: str, units: int
+) -> None:
+    """Once the pusher is idle, set `sku` to `units`; return when its push waits at the gate."""
+    await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+    _set(store, sku, units)
+    pusher.wake()
+    await asyncio.wait_for(gated.entered.wait(), IDLE_TIMEOUT_S)
+
+
 def test_a_change_left_behind_by_its_listings_push_in_flight_goes_while_the_store_stays_busy(
     database: Database,
 ) -> None:
@@ -355,9 +372,7 @@ def test_a_change_left_behind_by_its_listings_push_in_flight_goes_while_the_stor
     pending; then only other commits keep the store busy (no pause ever comes). The target
     still goes within the linger once the first push lands."""
     store = _store(database, ChannelSpec("shop", BATCH_4), ["S"])
-    channel = store.channels["shop"]
-    gated = GatedConnector(channel.market, ChannelSpec("shop", BATCH_4))
-    channel.connector = gated
+    gated = _gated(store, ChannelSpec("shop", BATCH_4))
     linger_s = 0.5
     # Waiting for a pause of a second: the commits below, 0.05 s apart, never give one.
     policy = Coalescing(quiet_s=1.0, stream_gap_s=1.0, max_linger_s=linger_s)
@@ -370,10 +385,7 @@ def test_a_change_left_behind_by_its_listings_push_in_flight_goes_while_the_stor
 
     async def scenario() -> float:
         async with _running(pusher):
-            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
-            _set(store, "S", 7)
-            pusher.wake()
-            await asyncio.wait_for(gated.entered.wait(), IDLE_TIMEOUT_S)
+            await _first_push_held(store, pusher, gated, "S", 7)
             await asyncio.to_thread(_set, store, "S", 5)
             pusher.wake()
             stop = asyncio.Event()
@@ -399,17 +411,12 @@ def test_a_push_to_the_last_units_goes_while_every_slot_is_busy(database: Databa
     with B's ordinary change as company."""
     spec = ChannelSpec("shop", Capabilities(max_stock_batch=4, max_in_flight=1))
     store = _store(database, spec, ["A", "B", "S"])
-    channel = store.channels["shop"]
-    gated = GatedConnector(channel.market, spec)
-    channel.connector = gated
+    gated = _gated(store, spec)
     pusher = _pusher(store, "shop", Coalescing(quiet_s=0.05, max_linger_s=0.2))
 
     async def scenario() -> None:
         async with _running(pusher):
-            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
-            _set(store, "A", 7)
-            pusher.wake()
-            await asyncio.wait_for(gated.entered.wait(), IDLE_TIMEOUT_S)
+            await _first_push_held(store, pusher, gated, "A", 7)
             await asyncio.to_thread(_set, store, "B", 6)
             await asyncio.to_thread(_set, store, "S", 1)
             pusher.wake()
