@@ -24,6 +24,9 @@ arrival) is one, and rate r replays its first r x duration seconds' worth.
    minute of the seller's day: a sync every 15 or 5 trace seconds), a far kinder load than the
    one our daemon ran in real time. Its oversells and its API calls (per sync: order pages read,
    and every listing pushed at the channel's batch size).
+   Beside it, a floor (also simulated): a tool that learns every sale the instant it is placed
+   and pushes in no time, Shopify and eBay always right, Amazon corrected at its published 5
+   patches a second, the most urgent listing first (`rate_bound_oversells`).
 3. Scale: a fresh set-up at `--scale-skus` SKUs listed on all three channels, the store holding
    the listings onboarding would have bound (a first sync at 100,000 is paced by the channels'
    paging limits for the better part of an hour): daemon start-up (process start until
@@ -78,6 +81,7 @@ from bench.e2e_trace import (
     oversold_units,
     pool_products,
     simulate_periodic,
+    simulate_rate_bound,
     stock_call_bounds,
     token_bucket_lags,
 )
@@ -188,7 +192,7 @@ def run_rates(args: argparse.Namespace, state: Path) -> dict[str, Any]:
     full = make_trace(int(longest * 1.2) + 10, args.skus, args.seed)
     pools = {rate: f"R{rate:g}".replace(".", "_") for rate in args.rates}
     products = [p for prefix in pools.values() for p in pool_products(prefix, units)]
-    out: dict[str, Any] = {"rates": {}, "baseline": {}}
+    out: dict[str, Any] = {"rates": {}, "baseline": {}, "rate_bound": {}}
     with start_rig(state / "rates", products) as rig:
         out["setup"] = dict(rig.timings)
         for rate, duration in zip(args.rates, args.durations, strict=True):
@@ -214,6 +218,15 @@ def run_rates(args: argparse.Namespace, state: Path) -> dict[str, Any]:
                 }
                 for n in args.intervals
             }
+            out["rate_bound"][f"{rate:g}"] = vars(
+                simulate_rate_bound(
+                    trace,
+                    units,
+                    rate=rate,
+                    patch_rate=AMAZON_PATCH[0],
+                    patch_burst=AMAZON_PATCH[1],
+                )
+            )
         out["rss_mb_after_rates"] = rig.rss_mb()
     return out
 
@@ -346,6 +359,10 @@ def summary_line(figures: dict[str, Any]) -> dict[str, Any]:
         "oversells_by_channel": {r: f["oversold_by_channel"] for r, f in rates.items()},
         "oversold_units": {r: f["oversold_units"] for r, f in rates.items()},
         "baseline_oversells": _baseline(figures, "oversold_orders", 0),
+        # A tool with no delay of its own, bound only by Amazon's patch rate (e2e_trace.py).
+        "rate_bound_oversells": {
+            r: f["oversold_orders"] for r, f in figures.get("rate_bound", {}).items()
+        },
         "baseline_oversells_compressed": _baseline(figures, "oversold_orders", -1),
         "baseline_compress": [f"{c:g}" for c in figures["args"]["compress"]],
         "rss_mb_100k": (scale.get("rss_after_reconcile") or {}).get("rss_mb"),
@@ -435,7 +452,7 @@ def main() -> None:
         if args.rates:
             figures.update(run_rates(args, state))
         else:
-            figures.update({"rates": {}, "baseline": {}})
+            figures.update({"rates": {}, "baseline": {}, "rate_bound": {}})
         figures["scale"] = run_scale(args, state) if args.scale_skus > 0 else None
     finally:
         if not args.keep:

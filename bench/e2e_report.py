@@ -144,6 +144,20 @@ def print_report(figures: dict[str, Any], out: Path) -> None:
                     calls_text,
                 )
                 first = False
+        bound = figures.get("rate_bound", {}).get(rate)
+        if bound:
+            over.add_row(
+                "",
+                "",
+                "",
+                "",
+                f"floor: no delay, Amazon {bound['patch_rate']:g} patches/s",
+                "-",
+                str(bound["oversold_orders"]),
+                str(bound["oversold_units"]),
+                str(bound["refused"]),
+                f"0/{bound['patches']}/0",
+            )
     console.print(over)
 
     scale = figures.get("scale")
@@ -215,6 +229,9 @@ def draw_chart(figures: dict[str, Any], path: Path) -> None:
     for n, c in variants:
         values = [figures["baseline"][r][n][c]["oversold_orders"] for r in rates]
         series.append((f"every {n} min @{c}x", values))
+    if figures.get("rate_bound"):
+        floor = [figures["rate_bound"][r]["oversold_orders"] for r in rates]
+        series.append(("floor: Amazon's rate alone", floor))
     width = 0.8 / len(series)
     for k, (label, values) in enumerate(series):
         xs = [x + k * width - 0.4 + width / 2 for x in range(len(rates))]

@@ -177,6 +177,82 @@ def simulate_periodic(
     return result
 
 
+# --- a tool bound only by Amazon's published patch rate ------------------------------------------
+
+
+@dataclass
+class RateBoundResult:
+    """What a tool with no delay of its own would have let through, Amazon's rate its only bound."""
+
+    patch_rate: float
+    patch_burst: float
+    accepted: int = 0
+    refused: int = 0
+    oversold_orders: int = 0
+    oversold_units: int = 0
+    patches: int = 0
+
+
+def simulate_rate_bound(
+    trace: Sequence[TraceOrder],
+    units: Sequence[int],
+    *,
+    rate: float,
+    patch_rate: float,
+    patch_burst: float,
+) -> RateBoundResult:
+    """Replay the trace against a tool that learns every sale the instant it is placed and
+    pushes in no time: Shopify and eBay always show the truth (their call limits do not bind at
+    these rates); Amazon is corrected one listing per patch from a bucket of `patch_rate` a
+    second holding `patch_burst` (full at the start), each token spent the moment it is there on
+    the listing it shows too much of that is most urgent (sold out first, then fewest left, then
+    the oldest change). Amazon lowers its own count on its own sales. The oversells left are
+    what Amazon's published rate costs a tool that shows every unit it has and has no delay of
+    its own (the listing chosen greedily: an estimate of the floor, not a proven optimum)."""
+    result = RateBoundResult(patch_rate, patch_burst)
+    truth = list(units)
+    amazon = list(units)
+    changed_at: dict[int, float] = {}  # listings Amazon shows too much of: since when
+    tokens, clock = patch_burst, 0.0
+
+    def patch_until(moment: float) -> None:
+        nonlocal tokens, clock
+        while changed_at:
+            at = clock if tokens >= 1.0 else clock + (1.0 - tokens) / patch_rate
+            if at > moment:
+                break
+            tokens, clock = min(patch_burst, tokens + (at - clock) * patch_rate), at
+            sku = min(changed_at, key=lambda s: (truth[s] > 0, truth[s], changed_at[s]))
+            amazon[sku] = truth[sku]
+            del changed_at[sku]
+            tokens -= 1.0
+            result.patches += 1
+        tokens, clock = min(patch_burst, tokens + (moment - clock) * patch_rate), moment
+
+    for order in trace:
+        at = order.offset / rate
+        patch_until(at)
+        shown = amazon if order.channel == "amazon" else truth
+        if any(shown[sku] < qty for sku, qty in order.lines):
+            result.refused += 1
+            continue
+        result.accepted += 1
+        over = 0
+        for sku, qty in order.lines:
+            over += max(0, qty - truth[sku])
+            truth[sku] = max(0, truth[sku] - qty)
+            if order.channel == "amazon":
+                amazon[sku] -= qty
+            if amazon[sku] > truth[sku]:
+                changed_at.setdefault(sku, at)
+            else:
+                changed_at.pop(sku, None)
+        if over:
+            result.oversold_orders += 1
+            result.oversold_units += over
+    return result
+
+
 # --- the lower bound of stock calls --------------------------------------------------------------
 
 
