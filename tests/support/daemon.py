@@ -20,11 +20,20 @@ T = TypeVar("T")
 CHANNEL_SYNC = str(Path(sys.executable).with_name("channel-sync"))
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nobody listens on right now, and none this process handed out before:
+    the kernel may give a port it just closed again, and a daemon's admin and webhook listeners
+    once got the same one (its config refused to load, failing a CLI test in CI)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float, what: str) -> T:
