@@ -207,10 +207,11 @@ class StockPusher:
         """Record what landed and claim what may go, one transaction a step, until the channel
         has nothing due and nothing in flight; hold partial batches as its policy says.
 
-        Beside the channel's `max_in_flight` slots is one more, for pushes to listings' last
-        units alone: while every slot is busy with a batch of ordinary changes (Amazon's patches
-        at 5/s take seconds), the next buyer of a listing down to its last unit is the one it
-        would oversell. The channel's rate limiter still paces the call."""
+        Beside the channel's `max_in_flight` slots is one more, taken only by a batch that
+        pushes a listing to its last units (with company where one call carries the batch; see
+        `push_store._claim_urgent`): while every slot is busy with ordinary changes (Amazon's
+        patches at 5/s take seconds), the next buyer of a listing down to its last unit is the
+        one it would oversell. The channel's rate limiter still paces the call."""
         caps = channel.connector.capabilities
         slots = max(1, caps.max_in_flight)
         policy = channel.policy
