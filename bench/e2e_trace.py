@@ -100,17 +100,30 @@ def catalogue_of(products: Iterable[Product]) -> Catalogue:
 # --- the periodic-sync baseline ------------------------------------------------------------------
 
 
+@dataclass(kw_only=True)
+class Checkouts:
+    """What the buyers of a simulated trace got: accepted, refused, and sold beyond on hand."""
+
+    accepted: int = 0
+    refused: int = 0
+    oversold_orders: int = 0
+    oversold_units: int = 0
+
+    def sold(self, over: int) -> None:
+        """An order accepted, `over` of its units beyond what was on hand."""
+        self.accepted += 1
+        if over:
+            self.oversold_orders += 1
+            self.oversold_units += over
+
+
 @dataclass
-class BaselineResult:
+class BaselineResult(Checkouts):
     """What a periodic tool would have done with the trace."""
 
     interval_min: float
     interval_trace_s: float
     syncs: int
-    accepted: int = 0
-    refused: int = 0
-    oversold_orders: int = 0
-    oversold_units: int = 0
     calls: dict[str, int] = field(default_factory=dict)
 
 
@@ -159,7 +172,6 @@ def simulate_periodic(
         if any(counts[sku] < qty for sku, qty in order.lines):
             result.refused += 1
             continue
-        result.accepted += 1
         since_sync[order.channel] += 1
         over = 0
         for sku, qty in order.lines:
@@ -167,9 +179,7 @@ def simulate_periodic(
             before = max(0, units[sku] - sold[sku])
             sold[sku] += qty
             over += max(0, qty - before)
-        if over:
-            result.oversold_orders += 1
-            result.oversold_units += over
+        result.sold(over)
     while next_sync <= end:  # a sync due within the trace's span after its last order
         sync()
         next_sync += interval_s
@@ -181,15 +191,11 @@ def simulate_periodic(
 
 
 @dataclass
-class RateBoundResult:
+class RateBoundResult(Checkouts):
     """What a tool with no delay of its own would have let through, Amazon's rate its only bound."""
 
     patch_rate: float
     patch_burst: float
-    accepted: int = 0
-    refused: int = 0
-    oversold_orders: int = 0
-    oversold_units: int = 0
     patches: int = 0
 
 
@@ -236,7 +242,6 @@ def simulate_rate_bound(
         if any(shown[sku] < qty for sku, qty in order.lines):
             result.refused += 1
             continue
-        result.accepted += 1
         over = 0
         for sku, qty in order.lines:
             over += max(0, qty - truth[sku])
@@ -247,9 +252,7 @@ def simulate_rate_bound(
                 changed_at.setdefault(sku, at)
             else:
                 changed_at.pop(sku, None)
-        if over:
-            result.oversold_orders += 1
-            result.oversold_units += over
+        result.sold(over)
     return result
 
 
