@@ -607,6 +607,7 @@ def _serve(app_config: AppConfig, on_ready: Callable[[Service], None] | None = N
                 push_max_linger_s=ch.push.max_linger_s,
                 push_pause_s=ch.push.pause_s,
                 push_hold_full=ch.push.hold_full,
+                push_confirm_hold_s=ch.push.confirm_hold_s,
             )
             for name, ch in app_config.channels.items()
         },

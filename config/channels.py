@@ -63,7 +63,8 @@ class PushSettings(BaseModel):
     """How stock changes coalesce into calls to the channel: freshness against calls.
 
     Unset keys keep the engine's defaults for the channel's batch size (a change waits at most
-    1 s for company on a batching channel, not at all where each call takes one listing).
+    1 s for company on a batching channel, not at all where each call takes one listing; a
+    confirmation alone at most 10 s).
     """
 
     model_config = MODEL_CONFIG
@@ -86,6 +87,15 @@ class PushSettings(BaseModel):
             "Fewest calls: full batches wait too, until changes stop for pause_s (or "
             "max_linger_s passes), so each listing goes about once per burst; the channel is "
             "as stale as the burst is long."
+        ),
+    )
+    confirm_hold_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description=(
+            "Longest a push that only repeats what the channel should show already (after "
+            "its own sale) waits for a change to ride with, seconds; 0 = it goes at once."
         ),
     )
 

@@ -339,6 +339,20 @@ def count_due(session: Session, channel_id: int, kind: JobKind, limit: int) -> D
     return DueJobs({int(lane): int(count) for lane, count in rows})
 
 
+def oldest_due(session: Session, channel_id: int, kind: JobKind, lane: int) -> datetime | None:
+    """When the oldest of a channel's due jobs of one kind in `lane` was first enqueued (a
+    replaced job keeps the time of the one it replaced); None when none is due."""
+    return session.scalar(
+        select(func.min(OutboxJob.created_at)).where(
+            OutboxJob.channel_id == channel_id,
+            OutboxJob.kind == kind,
+            OutboxJob.state == JobState.PENDING,
+            OutboxJob.lane == lane,
+            OutboxJob.run_after <= utcnow(),
+        )
+    )
+
+
 def has_open_work(session: Session, channel_ids: Sequence[int]) -> bool:
     """True while these channels have dirty listings or stock jobs not yet done or dead."""
     if not channel_ids:

@@ -33,12 +33,17 @@ class Coalescing:
     sends each listing about once per burst, at the price of a channel as stale as the burst is
     long (up to `max_linger_s`). A channel taking one
     listing per call never waits: every batch of it is full.
+
+    Confirmations (a push that repeats what the channel should show already, after its own
+    sale) ride in the calls changes make; when nothing else is due they wait up to
+    `confirm_hold_s`, on every channel, then go together.
     """
 
     quiet_s: float = 0.05
     stream_gap_s: float = 0.5
     max_linger_s: float = 1.0
     hold_full: bool = False
+    confirm_hold_s: float = 10.0
 
     @classmethod
     def for_capabilities(cls, capabilities: Capabilities) -> Coalescing:
@@ -55,6 +60,7 @@ class Coalescing:
         max_linger_s: float | None = None,
         pause_s: float | None = None,
         hold_full: bool = False,
+        confirm_hold_s: float | None = None,
     ) -> Coalescing:
         """The default for the capabilities with a channel file's `[push]` overrides."""
         base = cls.for_capabilities(capabilities)
@@ -63,6 +69,7 @@ class Coalescing:
             stream_gap_s=base.stream_gap_s if pause_s is None else pause_s,
             max_linger_s=base.max_linger_s if max_linger_s is None else max_linger_s,
             hold_full=hold_full,
+            confirm_hold_s=base.confirm_hold_s if confirm_hold_s is None else confirm_hold_s,
         )
 
     def pause_s(

@@ -26,7 +26,7 @@ from connectors.errors import (
     UncertainOutcomeError,
 )
 from sync.models import LANE_CONFIRM, LANE_NORMAL, JobKind, JobState, Listing, OutboxJob, utcnow
-from sync.outbox import RetrySchedule, claim, count_due, fail, release
+from sync.outbox import RetrySchedule, claim, count_due, fail, oldest_due, release
 from sync.stock_push import (
     PushBatch,
     PushOutcomeSummary,
@@ -58,6 +58,8 @@ class Step:
     left: int  # due jobs not claimed (at least 1 when some may remain)
     summary: PushOutcomeSummary
     deferred: list[Landed]  # landed pushes whose listings another transaction held
+    # Only confirmations are due, held this many more seconds for a change to ride with.
+    hold_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class Claimant:
     # patches, 5/s) claims no more than it can send soon: targets claimed early go out stale
     # and are pushed again, while those still pending take every newer figure for free.
     batch_size: Callable[[int], int] | None = None
+    # How long confirmations (LANE_CONFIRM) wait for a change to ride with when nothing else
+    # is due (`Coalescing.confirm_hold_s`); 0: they go like any other push.
+    confirm_hold_s: float = 0.0
 
 
 def record_and_claim(
@@ -106,10 +111,27 @@ def record_and_claim(
         for name in OUTCOMES:
             setattr(summary, name, getattr(summary, name) + getattr(done, name))
     if urgent_only:
-        batches, left = _claim_urgent(session, claimant), 1
-    else:
-        batches, left = _claim(session, claimant, free=free, send_partial=send_partial)
-    return Step(batches, left, summary, deferred)
+        return Step(_claim_urgent(session, claimant), 1, summary, deferred)
+    batches, left, hold_s = _claim(session, claimant, free=free, send_partial=send_partial)
+    return Step(batches, left, summary, deferred, hold_s=hold_s)
+
+
+def _confirmations_held(session: Session, claimant: Claimant) -> float | None:
+    """When only confirmations are due: the seconds they wait yet, if the oldest of them has
+    waited less than the claimant's `confirm_hold_s`; else None.
+
+    A confirmation repeats what the channel should show already (after its own sale, which it
+    counted itself): alone, it would cost a call per sale of the channel, as many as every
+    other channel's sales need together. Held, it rides in the next call a change makes, or
+    goes with the others held beside it; it is never a listing's last units (those are
+    pushed at once: see `push_lane`)."""
+    if claimant.confirm_hold_s <= 0:
+        return None
+    oldest = oldest_due(session, claimant.channel_id, JobKind.STOCK, LANE_CONFIRM)
+    if oldest is None:
+        return None
+    left = claimant.confirm_hold_s - (utcnow() - oldest).total_seconds()
+    return left if left > 0 else None
 
 
 def _claim_urgent(session: Session, claimant: Claimant) -> list[PushBatch]:
@@ -135,12 +157,13 @@ def _claim_urgent(session: Session, claimant: Claimant) -> list[PushBatch]:
 
 def _claim(
     session: Session, claimant: Claimant, *, free: int, send_partial: bool
-) -> tuple[list[PushBatch], int]:
-    """Claim up to `free` batches; answer them and how many due jobs were left behind."""
+) -> tuple[list[PushBatch], int, float | None]:
+    """Claim up to `free` batches; answer them, how many due jobs were left behind, and how
+    long the confirmations left wait yet when nothing else is due (else None)."""
     caps = claimant.capabilities
     size = max(1, caps.max_stock_batch)
     if free <= 0:
-        return [], 1  # unknown: the step after the next landing asks again
+        return [], 1, None  # unknown: the step after the next landing asks again
     # One count for every figure below; its limit covers the largest `wanted + 1`.
     due_jobs = count_due(session, claimant.channel_id, JobKind.STOCK, free * size + 1)
     if claimant.batch_size is not None:
@@ -150,18 +173,20 @@ def _claim(
     # A push to a listing's last units (LANE_SOLD_OUT, LANE_SCARCE) does not wait for company:
     # the next buyer of that listing on this channel is the one it would oversell.
     send_partial = send_partial or due_jobs.before(LANE_NORMAL) > 0
+    # Confirmations (LANE_CONFIRM) never fill a batch that goes early: they ride in the room a
+    # batch leaves when it goes, and alone they wait (`_confirmations_held`).
+    changes = due_jobs.before(LANE_CONFIRM)
     if not send_partial:
         due = min(due_jobs.total, wanted + 1)
-        # Confirmations (LANE_CONFIRM) never fill a batch that goes early: they ride in the
-        # room a batch leaves when it goes.
-        changes = due_jobs.before(LANE_CONFIRM)
         wanted = 0 if claimant.hold_full else min(wanted, changes // size * size)
         if not wanted:
-            return [], due
+            return [], due, None
+    elif due_jobs.total and not changes and (held := _confirmations_held(session, claimant)):
+        return [], due_jobs.total, held
     batches, taken = _take(session, claimant, wanted, size)
     if taken is None:
-        return batches, 0
-    return batches, 1 if send_partial else max(1, due - taken)
+        return batches, 0, None
+    return batches, (1 if send_partial else max(1, due - taken)), None
 
 
 def _take(

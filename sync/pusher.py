@@ -101,6 +101,7 @@ class StockPusher:
         self._arrivals = {channel_id: Arrivals() for channel_id in self.channels}
         self._round_done = asyncio.Event()
         self._stopped = False
+        self._flushing = 0  # callers of wait_idle: held confirmations go at once meanwhile
         # SQLite has one writer at a time and a waiting one polls with growing sleeps: the
         # pusher's own transactions queue here instead, and go the moment the last one ends.
         self._writing: contextlib.AbstractContextManager[object] = (
@@ -131,18 +132,25 @@ class StockPusher:
 
     async def wait_idle(self, poll_s: float = 0.02) -> None:
         """Return once nothing is dirty, claimed or pending (tests and benchmarks wrap it in a
-        timeout); jobs waiting out a retry delay keep it waiting."""
-        while True:
-            if self._stopped:
-                raise RuntimeError("the stock pusher is not running")
-            self._round_done.clear()
-            self._nudge()
-            await self._round_done.wait()
-            running = [t for t in self._drains.values() if not t.done()]
-            await asyncio.gather(*running, return_exceptions=True)
-            if await asyncio.to_thread(self._is_settled):
-                return
-            await asyncio.sleep(poll_s)
+        timeout); jobs waiting out a retry delay keep it waiting, confirmations held for
+        company go at once."""
+        self._flushing += 1
+        try:
+            while True:
+                if self._stopped:
+                    raise RuntimeError("the stock pusher is not running")
+                self._round_done.clear()
+                self._nudge()
+                for arrivals in self._arrivals.values():
+                    arrivals.event.set()  # a drain holding confirmations sends them
+                await self._round_done.wait()
+                running = [t for t in self._drains.values() if not t.done()]
+                await asyncio.gather(*running, return_exceptions=True)
+                if await asyncio.to_thread(self._is_settled):
+                    return
+                await asyncio.sleep(poll_s)
+        finally:
+            self._flushing -= 1
 
     async def run(self, stop: asyncio.Event) -> None:
         """Plan and push until `stop` is set; in-flight batches finish first."""
@@ -221,6 +229,7 @@ class StockPusher:
         urgent_slot: asyncio.Task[Landed | None] | None = None  # the batch in the extra slot
         landed: list[Landed] = []
         left = 1
+        hold_until: float | None = None  # only confirmations are due; they wait until then
         while True:
             arrivals.event.clear()
             # A channel that went auth-failed meanwhile gets nothing more; what landed is recorded.
@@ -250,13 +259,14 @@ class StockPusher:
                 if self.metrics:
                     self.metrics.push_latency.observe_step(channel.name, landed, step.deferred)
                 landed, left = step.deferred, step.left
+                hold_until = None if step.hold_s is None else loop.time() + step.hold_s
                 self._count(channel, step.summary)
                 for batch in step.batches:
                     pushing = asyncio.create_task(self._push(channel, batch))
                     in_flight.add(pushing)
                     urgent_slot = pushing if urgent_only else urgent_slot
-                if left == 0:
-                    arrivals.waiting_since = None
+                if left == 0 or hold_until is not None:
+                    arrivals.waiting_since = None  # no change waits: a new one starts lingering
                 elif arrivals.waiting_since is None:
                     # Work is due and waits from now at the latest: without this, a job left
                     # behind (its listing's previous push in flight when the claim ran) waited
@@ -274,7 +284,8 @@ class StockPusher:
                 waiters.add(asyncio.ensure_future(arrivals.event.wait()))
                 if left:
                     # Held back by the policy: go when it allows, or sooner if work arrives.
-                    held = max(0.0, arrivals.partial_at(policy) - loop.time())
+                    at = arrivals.partial_at(policy) if hold_until is None else hold_until
+                    held = max(0.0, at - loop.time())
                     timeout = held if timeout is None else min(timeout, held)
             if not waiters:
                 await asyncio.sleep(timeout or 0)
@@ -324,6 +335,7 @@ class StockPusher:
             self.lease,
             self.retry,
             batch_size=claim_sizing(channel.connector),
+            confirm_hold_s=0.0 if self._flushing else channel.policy.confirm_hold_s,
         )
         with self._writing:
             return self.db.transact(

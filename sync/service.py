@@ -82,6 +82,7 @@ class ChannelSpec:
     push_max_linger_s: float | None = None
     push_pause_s: float | None = None
     push_hold_full: bool = False
+    push_confirm_hold_s: float | None = None
     reconcile_interval_s: float = 900.0
 
 
@@ -276,6 +277,7 @@ class Service:
                         max_linger_s=spec.push_max_linger_s,
                         pause_s=spec.push_pause_s,
                         hold_full=spec.push_hold_full,
+                        confirm_hold_s=spec.push_confirm_hold_s,
                     ),
                 )
                 for name, spec in self.settings.channels.items()

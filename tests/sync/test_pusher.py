@@ -277,6 +277,89 @@ def test_a_push_to_the_last_units_does_not_wait_for_company(database: Database) 
     _channel_matches_ledger(store, "shop")
 
 
+def _sold_here(store: Store, sku: str) -> None:
+    """The channel's own sale, as ingest leaves it: a belief to confirm, nothing to change."""
+    store.db.transact(
+        lambda session: session.execute(
+            Listing.__table__.update()
+            .where(Listing.sku == sku)
+            .values(is_dirty=True, verify_belief=True)
+        )
+    )
+
+
+def _pending(store: Store) -> int:
+    with store.db.read_session() as session:
+        jobs = session.scalars(select(OutboxJob).where(OutboxJob.state == JobState.PENDING))
+        return len(jobs.all())
+
+
+def test_a_confirmation_alone_waits_for_a_change_and_rides_in_its_call(
+    database: Database,
+) -> None:
+    """The channel's own sale of S only confirms what it shows: no call of its own. The next
+    change (T, elsewhere) goes at once, as a lone change does, and S rides in its call."""
+    store = _store(database, ChannelSpec("shop", CAS), ["S", "T"])
+    shop = _landing(store, "shop")
+    pusher = _pusher(store, "shop", Coalescing(confirm_hold_s=LONG_S))
+
+    async def scenario() -> None:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            await asyncio.to_thread(_sold_here, store, "S")
+            pusher.wake()
+            await _until(lambda: _pending(store) == 1, within_s=LONG_S / 4)
+            # No event marks a call not made: a lone change would have gone after quiet_s.
+            await asyncio.sleep(10 * Coalescing().quiet_s)
+            assert shop.landed == []
+            await asyncio.to_thread(_set, store, "T", 7)
+            pusher.wake()
+            await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
+
+    asyncio.run(scenario())
+    assert [sorted(refs) for _at, refs in shop.landed] == [["S", "T"]]
+    _channel_matches_ledger(store, "shop")
+
+
+def test_confirmations_alone_go_together_once_the_oldest_has_waited_the_hold(
+    database: Database,
+) -> None:
+    store = _store(database, ChannelSpec("shop", CAS), ["S", "T"])
+    shop = _landing(store, "shop")
+    hold_s = 0.5
+    pusher = _pusher(store, "shop", Coalescing(confirm_hold_s=hold_s))
+
+    async def scenario() -> float:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            started = time.monotonic()
+            for sku in ("S", "T"):
+                await asyncio.to_thread(_sold_here, store, sku)
+                pusher.wake()
+            await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
+            return shop.landed[0][0] - started
+
+    took = asyncio.run(scenario())
+    assert took >= hold_s * 0.9, f"a confirmation went after {took:.2f} s, not held"
+    assert [sorted(refs) for _at, refs in shop.landed] == [["S", "T"]]
+
+
+def test_waiting_for_idle_sends_the_confirmations_held(database: Database) -> None:
+    store = _store(database, ChannelSpec("shop", CAS), ["S"])
+    shop = _landing(store, "shop")
+    pusher = _pusher(store, "shop", Coalescing(confirm_hold_s=LONG_S))
+
+    async def scenario() -> None:
+        async with _running(pusher):
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+            await asyncio.to_thread(_sold_here, store, "S")
+            pusher.wake()
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+
+    asyncio.run(scenario())
+    assert [refs for _at, refs in shop.landed] == [["S"]]
+
+
 def test_single_listing_calls_fill_every_in_flight_slot(database: Database) -> None:
     """A channel taking one listing per call and five calls at a time gets five at a time."""
     skus = [f"S{i:02d}" for i in range(20)]
@@ -587,6 +670,7 @@ def test_a_channel_files_push_settings_override_only_what_they_name() -> None:
     assert (economy.max_linger_s, economy.hold_full) == (60.0, True)
     assert (economy.quiet_s, economy.stream_gap_s) == (default.quiet_s, default.stream_gap_s)
     assert Coalescing.tuned(batching) == default
+    assert Coalescing.tuned(batching, confirm_hold_s=0.0).confirm_hold_s == 0.0
 
 
 def test_holding_full_batches_waits_out_the_whole_stream_gap_however_regular_the_stream() -> None:
