@@ -25,7 +25,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from sandbox.demo_orders import OrderGenerator, OrderTally
 from sandbox.demo_summary import read_store
 from sandbox.demo_view import DemoView, plain_text
 from sandbox.demo_warehouse import Warehouse, WarehouseTally
+from sandbox.ports import free_port
 
 if TYPE_CHECKING:
     from config.loader import AppConfig
@@ -113,14 +113,12 @@ def _admin_token(paths: DemoPaths) -> str:
 
 def _webhooks_url(config: AppConfig) -> str:
     """Where the daemon's webhook listener will be: the channels' webhook and notification
-    URLs must name it before it starts, so port 0 is replaced by a port free now."""
+    URLs must name it before it starts, so port 0 is replaced by a port free now, outside the
+    range the sandboxes' own listeners are given theirs from (`sandbox.ports`)."""
     listener = config.main.listeners.webhooks
     port = listener.port
     if port == 0:
-        family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
-        with socket.socket(family) as probe:
-            probe.bind((listener.host, 0))
-            port = probe.getsockname()[1]
+        port = free_port(listener.host)
         os.environ[WEBHOOKS_PORT_ENV] = str(port)
     host = f"[{listener.host}]" if ":" in listener.host else listener.host
     return f"http://{host}:{port}"

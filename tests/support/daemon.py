@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from typing import TypeVar
 
 import httpx
 
+from sandbox.ports import free_port as sandbox_free_port
+
 T = TypeVar("T")
 
 CHANNEL_SYNC = str(Path(sys.executable).with_name("channel-sync"))
@@ -23,17 +24,23 @@ CHANNEL_SYNC = str(Path(sys.executable).with_name("channel-sync"))
 _handed_out: set[int] = set()
 
 
+def _share() -> tuple[int, int]:
+    """This pytest-xdist worker's share of the ports (gw3 of 4: part 3 of 4); all of them
+    outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return (index, count) if index < count else (0, 1)
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now, and none this process handed out before:
-    the kernel may give a port it just closed again, and a daemon's admin and webhook listeners
-    once got the same one (its config refused to load, failing a CLI test in CI)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    """A loopback port nobody is bound to right now, outside the kernel's ephemeral range (the
+    sandboxes' listeners, started meanwhile, once got the daemon's webhook port from it), in
+    this test worker's own share, and none this process handed out before (a daemon's admin
+    and webhook listeners once got the same one)."""
+    port = sandbox_free_port("127.0.0.1", share=_share(), avoid=_handed_out)
+    _handed_out.add(port)
+    return port
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float, what: str) -> T:
