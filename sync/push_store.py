@@ -183,7 +183,12 @@ def _claim(
             return [], due, None
     elif due_jobs.total and not changes and (held := _confirmations_held(session, claimant)):
         return [], due_jobs.total, held
-    batches, taken = _take(session, claimant, wanted, size)
+    # Where each listing is a call of its own (Amazon's patches, 5 a second), a confirmation
+    # rides in no call: it takes one, and the rate limit's token, from the next change.
+    alone = size <= 1 and due_jobs.total > changes and _confirmations_held(session, claimant)
+    batches, taken = _take(
+        session, claimant, wanted, size, below_lane=LANE_CONFIRM if alone else None
+    )
     if taken is None:
         return batches, 0, None
     return batches, (1 if send_partial else max(1, due - taken)), None

@@ -228,3 +228,49 @@ def test_a_channel_of_a_call_per_listing_sends_the_last_units_alone_in_the_extra
         _claimed_for_the_extra_slot(database, channel_id, size=25_000, batch_size=lambda _due: 2)
         == []
     )
+
+
+def _step_refs(database: Database, claimant: Claimant) -> tuple[list[list[str]], float | None]:
+    """The listings of each batch one drain step claims, and how long it holds the rest."""
+    with database.session() as session:
+        step = record_and_claim(session, claimant, [], free=claimant.capabilities.max_in_flight)
+    return [[t.listing_ref for t in batch.targets] for batch in step.batches], step.hold_s
+
+
+def _holding(channel_id: int, size: int, *, hold_s: float = 60.0) -> Claimant:
+    return Claimant(
+        channel_id,
+        Capabilities(max_stock_batch=size, max_in_flight=8),
+        False,
+        "test",
+        timedelta(seconds=60),
+        RetrySchedule(),
+        confirm_hold_s=hold_s,
+    )
+
+
+def test_a_confirmation_rides_in_a_batch_a_change_sends(database: Database) -> None:
+    channel_id = _store(database)
+    _confirm(database, "OWN")
+    _plan(database, channel_id)
+    batches, hold = _step_refs(database, _holding(channel_id, 250))
+    assert len(batches) == 1 and batches[0][-1] == "OWN" and hold is None
+
+
+def test_a_confirmation_takes_no_call_of_its_own_while_it_is_held(database: Database) -> None:
+    """One listing a call (Amazon's patches): the confirmation would take a call and its
+    rate-limit token from the next change; it waits, then goes once its hold is over."""
+    channel_id = _store(database)
+    _confirm(database, "OWN")
+    _plan(database, channel_id)
+    batches, hold = _step_refs(database, _holding(channel_id, 1))
+    assert len(batches) == 6 and ["OWN"] not in batches and hold is None
+    # Only the confirmation is due now: nothing is claimed, and the step says how long.
+    batches, hold = _step_refs(database, _holding(channel_id, 1))
+    assert batches == [] and hold is not None and 50.0 < hold <= 60.0
+    # Its hold over (a drain told so, or a caller waiting for idle: hold 0), it goes.
+    with database.session() as session:
+        session.execute(
+            OutboxJob.__table__.update().values(created_at=utcnow() - timedelta(seconds=61))
+        )
+    assert _step_refs(database, _holding(channel_id, 1)) == ([["OWN"]], None)
