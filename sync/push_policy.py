@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from connectors.base import Capabilities
+from connectors.base import Capabilities, StockTarget
 
 STREAM_ROUNDS = 2  # short gaps in a row (three rounds) before changes count as a stream
 
@@ -157,3 +157,23 @@ class StockClaimSizing(Protocol):
 def claim_sizing(connector: object) -> Callable[[int], int] | None:
     """The connector's batch sizing, if it has one (else its capabilities' maximum holds)."""
     return connector.stock_batch_size if isinstance(connector, StockClaimSizing) else None
+
+
+@runtime_checkable
+class StockPushParts(Protocol):
+    """A connector that sends parts of one batch by paths of very different speeds (Amazon: the
+    last units patched in a second, the rest in a feed Amazon processes for minutes).
+
+    The pusher pushes each part on its own and records it when it lands: a listing's next push
+    waits while its previous one is in flight, so a patched listing left in the batch until the
+    feed was done could not be pushed again (sold out, after its last-units patch) for as long.
+    """
+
+    def stock_push_parts(self, targets: Sequence[StockTarget]) -> list[list[int]]:
+        """The positions in `targets` of each part to push on its own, every one in one part."""
+        ...
+
+
+def push_parts(connector: object) -> Callable[[Sequence[StockTarget]], list[list[int]]] | None:
+    """The connector's way of parting a batch, if it has one (else a batch is one push)."""
+    return connector.stock_push_parts if isinstance(connector, StockPushParts) else None

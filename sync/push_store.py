@@ -80,6 +80,8 @@ class Claimant:
     # How long confirmations (LANE_CONFIRM) wait for a change to ride with when nothing else
     # is due (`Coalescing.confirm_hold_s`); 0: they go like any other push.
     confirm_hold_s: float = 0.0
+    # How the connector parts a batch into pushes of their own (`StockPushParts`); None: one.
+    parts: Callable[[Sequence[StockTarget]], list[list[int]]] | None = None
 
 
 def record_and_claim(
@@ -226,10 +228,26 @@ def _take(
             targets += batch.targets
         taken = taken + len(claimed) if len(claimed) == asked else None
     batches = [
-        PushBatch(jobs=jobs[i : i + size], targets=targets[i : i + size], stale=[])
+        part
         for i in range(0, len(jobs), size)
+        for part in _parted(claimant, jobs[i : i + size], targets[i : i + size])
     ]
     return batches, taken
+
+
+def _parted(
+    claimant: Claimant, jobs: list[OutboxJob], targets: list[StockTarget]
+) -> list[PushBatch]:
+    """One batch's jobs as the pushes the connector sends them in (`StockPushParts`)."""
+    if claimant.parts is None or len(targets) <= 1:
+        return [PushBatch(jobs=jobs, targets=targets, stale=[])]
+    parts = [part for part in claimant.parts(targets) if part]
+    if sorted(i for part in parts for i in part) != list(range(len(targets))):
+        raise ValueError(f"{claimant.channel_id}: stock_push_parts must place every target once")
+    return [
+        PushBatch(jobs=[jobs[i] for i in part], targets=[targets[i] for i in part], stale=[])
+        for part in parts
+    ]
 
 
 def _record(

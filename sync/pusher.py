@@ -29,7 +29,7 @@ from connectors.errors import AuthError, ConnectorError, RetryableError
 from sync.db import Database
 from sync.metrics import Metrics
 from sync.outbox import RetrySchedule, has_open_work
-from sync.push_policy import Arrivals, Coalescing, claim_sizing
+from sync.push_policy import Arrivals, Coalescing, claim_sizing, push_parts
 from sync.push_store import OUTCOMES, Claimant, Landed, Step, record_and_claim
 from sync.stock_push import (
     ChannelStockPlan,
@@ -335,6 +335,7 @@ class StockPusher:
             self.lease,
             self.retry,
             batch_size=claim_sizing(channel.connector),
+            parts=push_parts(channel.connector),
             confirm_hold_s=0.0 if self._flushing else channel.policy.confirm_hold_s,
         )
         with self._writing:

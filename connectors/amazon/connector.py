@@ -269,6 +269,18 @@ class AmazonConnector:
             return const.FEED_MAX_MESSAGES
         return const.PATCH_CLAIM
 
+    def stock_push_parts(self, targets: Sequence[StockTarget]) -> list[list[int]]:
+        """The parts of a batch to push on its own (sync/push_policy.StockPushParts): above
+        the feed threshold, the urgent targets apart from the rest, so each urgent listing is
+        free for its next push once its patch lands, not once the feed is processed."""
+        whole = list(range(len(targets)))
+        if len({target.listing_ref for target in targets}) <= self.settings.feed_threshold:
+            return [whole]
+        urgent = [i for i in whole if targets[i].urgent]
+        if not urgent or len(urgent) > self.settings.feed_threshold:
+            return [whole]
+        return [urgent, [i for i in whole if not targets[i].urgent]]
+
     async def _patch_all(self, targets: Sequence[StockTarget]) -> list[StockPushResult]:
         slots = asyncio.Semaphore(const.PATCH_CONCURRENCY)
         refused: list[AuthError] = []

@@ -517,6 +517,69 @@ def test_a_push_to_the_last_units_goes_while_every_slot_is_busy(database: Databa
 # --- what a push records ----------------------------------------------------------------------
 
 
+class PartingConnector(LandingConnector):
+    """Parts a batch as Amazon does above its feed threshold: the urgent targets (patched at
+    once) apart from the rest, whose call (the feed) waits at a gate the test opens."""
+
+    def __init__(self, market: MemoryMarketplace, spec: ChannelSpec) -> None:
+        super().__init__(market, spec)
+        self.gate = asyncio.Event()
+
+    def stock_push_parts(self, targets: Sequence[StockTarget]) -> list[list[int]]:
+        """Urgent targets in one part, the rest in another."""
+        urgent = [i for i, target in enumerate(targets) if target.urgent]
+        return [urgent, [i for i in range(len(targets)) if i not in urgent]]
+
+    async def push_stock(self, targets: Sequence[StockTarget]) -> Sequence[StockPushResult]:
+        """A call with anything but urgent targets waits at the gate."""
+        if not all(target.urgent for target in targets):
+            await self.gate.wait()
+        return await super().push_stock(targets)
+
+
+def test_a_listing_pushed_apart_from_a_slow_part_of_its_batch_is_free_for_its_next_push(
+    database: Database,
+) -> None:
+    """S drops to its last 2 units as T changes, in one batch; the connector sends S apart
+    from T's slow part (Amazon: a patch beside a feed it processes for minutes). S sells out
+    while T's part is still in flight: that push goes at once, not once T's part is done."""
+    spec = ChannelSpec("shop", CAS)
+    store = _store(database, spec, ["S", "T"])
+    channel = store.channels["shop"]
+    parting = PartingConnector(channel.market, spec)
+    channel.connector = parting
+    pusher = _pusher(store, "shop", Coalescing(quiet_s=LONG_S, max_linger_s=LONG_S))
+
+    def patches_of_s() -> int:
+        return sum(refs == ["S"] for _at, refs in parting.landed)
+
+    async def scenario() -> None:
+        async with _running(pusher):
+            try:
+                await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+                await asyncio.to_thread(_write_stock, store, {"S": 2, "T": 7})
+                pusher.wake()
+                await _until(lambda: patches_of_s() == 1, within_s=5.0)
+                await asyncio.to_thread(_set, store, "S", 0)
+                pusher.wake()
+                await _until(lambda: patches_of_s() == 2, within_s=5.0)
+                assert channel.market.stock_of("S") == 0
+            finally:
+                parting.gate.set()  # T's part lands only now
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+
+    asyncio.run(scenario())
+    _channel_matches_ledger(store, "shop")
+
+
+def _write_stock(store: Store, on_hand: Mapping[str, int]) -> None:
+    def write(session: Session) -> None:
+        for sku, figure in on_hand.items():
+            set_stock(session, sku, "default", figure)
+
+    store.db.transact(write)
+
+
 class LateRecordConnector(MemoryConnector):
     """A compare-and-swap channel where a buyer takes a unit just before our first push
     arrives, and two more just after it answers; all three sales are ingested before the

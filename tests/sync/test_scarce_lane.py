@@ -4,13 +4,15 @@ channel working through a queue of changes stops selling the last unit first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import Capabilities
+from connectors.base import Capabilities, StockTarget
 from sync.db import Database
 from sync.models import (
     LANE_CONFIRM,
@@ -274,3 +276,29 @@ def test_a_confirmation_takes_no_call_of_its_own_while_it_is_held(database: Data
             OutboxJob.__table__.update().values(created_at=utcnow() - timedelta(seconds=61))
         )
     assert _step_refs(database, _holding(channel_id, 1)) == ([["OWN"]], None)
+
+
+def test_a_connector_parting_a_batch_gets_each_part_as_a_push_of_its_own(
+    database: Database,
+) -> None:
+    channel_id = _store(database)
+    _plan(database, channel_id)
+
+    def urgent_apart(targets: Sequence[StockTarget]) -> list[list[int]]:
+        urgent = [i for i, target in enumerate(targets) if target.urgent]
+        return [urgent, [i for i in range(len(targets)) if i not in urgent]]
+
+    claimant = replace(_holding(channel_id, 250, hold_s=0.0), parts=urgent_apart)
+    batches, _ = _step_refs(database, claimant)
+    assert [sorted(refs) for refs in batches] == [
+        ["EDGE", "GONE", "LAST"],
+        ["NEW", "PLENTY", "RESTOCKED"],
+    ]
+
+
+def test_parts_that_lose_or_repeat_a_target_are_refused(database: Database) -> None:
+    channel_id = _store(database)
+    _plan(database, channel_id)
+    claimant = replace(_holding(channel_id, 250), parts=lambda targets: [[0], [0]])
+    with pytest.raises(ValueError, match="must place every target once"):
+        _step_refs(database, claimant)
