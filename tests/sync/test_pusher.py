@@ -288,6 +288,22 @@ def _sold_here(store: Store, sku: str) -> None:
     )
 
 
+def _confirming(
+    database: Database, skus: Sequence[str], *, hold_s: float
+) -> tuple[Store, LandingConnector, StockPusher]:
+    """A batching channel whose confirmations alone wait `hold_s`."""
+    store = _store(database, ChannelSpec("shop", CAS), skus)
+    return store, _landing(store, "shop"), _pusher(store, "shop", Coalescing(confirm_hold_s=hold_s))
+
+
+async def _sold_here_once_idle(store: Store, pusher: StockPusher, *skus: str) -> None:
+    """Once the pusher is idle, the channel's own sale of each SKU, one commit each."""
+    await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+    for sku in skus:
+        await asyncio.to_thread(_sold_here, store, sku)
+        pusher.wake()
+
+
 def _pending(store: Store) -> int:
     with store.db.read_session() as session:
         jobs = session.scalars(select(OutboxJob).where(OutboxJob.state == JobState.PENDING))
@@ -299,15 +315,11 @@ def test_a_confirmation_alone_waits_for_a_change_and_rides_in_its_call(
 ) -> None:
     """The channel's own sale of S only confirms what it shows: no call of its own. The next
     change (T, elsewhere) goes at once, as a lone change does, and S rides in its call."""
-    store = _store(database, ChannelSpec("shop", CAS), ["S", "T"])
-    shop = _landing(store, "shop")
-    pusher = _pusher(store, "shop", Coalescing(confirm_hold_s=LONG_S))
+    store, shop, pusher = _confirming(database, ["S", "T"], hold_s=LONG_S)
 
     async def scenario() -> None:
         async with _running(pusher):
-            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
-            await asyncio.to_thread(_sold_here, store, "S")
-            pusher.wake()
+            await _sold_here_once_idle(store, pusher, "S")
             await _until(lambda: _pending(store) == 1, within_s=LONG_S / 4)
             # No event marks a call not made: a lone change would have gone after quiet_s.
             await asyncio.sleep(10 * Coalescing().quiet_s)
@@ -324,18 +336,13 @@ def test_a_confirmation_alone_waits_for_a_change_and_rides_in_its_call(
 def test_confirmations_alone_go_together_once_the_oldest_has_waited_the_hold(
     database: Database,
 ) -> None:
-    store = _store(database, ChannelSpec("shop", CAS), ["S", "T"])
-    shop = _landing(store, "shop")
     hold_s = 0.5
-    pusher = _pusher(store, "shop", Coalescing(confirm_hold_s=hold_s))
+    store, shop, pusher = _confirming(database, ["S", "T"], hold_s=hold_s)
 
     async def scenario() -> float:
         async with _running(pusher):
-            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
             started = time.monotonic()
-            for sku in ("S", "T"):
-                await asyncio.to_thread(_sold_here, store, sku)
-                pusher.wake()
+            await _sold_here_once_idle(store, pusher, "S", "T")
             await _until(lambda: bool(shop.landed), within_s=LONG_S / 4)
             return shop.landed[0][0] - started
 
@@ -345,15 +352,11 @@ def test_confirmations_alone_go_together_once_the_oldest_has_waited_the_hold(
 
 
 def test_waiting_for_idle_sends_the_confirmations_held(database: Database) -> None:
-    store = _store(database, ChannelSpec("shop", CAS), ["S"])
-    shop = _landing(store, "shop")
-    pusher = _pusher(store, "shop", Coalescing(confirm_hold_s=LONG_S))
+    store, shop, pusher = _confirming(database, ["S"], hold_s=LONG_S)
 
     async def scenario() -> None:
         async with _running(pusher):
-            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
-            await asyncio.to_thread(_sold_here, store, "S")
-            pusher.wake()
+            await _sold_here_once_idle(store, pusher, "S")
             await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
 
     asyncio.run(scenario())

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -174,6 +175,19 @@ def test_a_push_in_the_sold_out_or_scarce_lane_reaches_the_connector_as_urgent(
     assert urgent == {"LAST", "GONE", "EDGE"}
 
 
+def _claimant(channel_id: int, size: int, *, in_flight: int, **options: Any) -> Claimant:
+    """A drain's claimant for a channel of `size` targets a call, `in_flight` calls at once."""
+    return Claimant(
+        channel_id,
+        Capabilities(max_stock_batch=size, max_in_flight=in_flight),
+        False,
+        "test",
+        timedelta(seconds=60),
+        RetrySchedule(),
+        **options,
+    )
+
+
 def _claimed_for_the_extra_slot(
     database: Database,
     channel_id: int,
@@ -182,15 +196,7 @@ def _claimed_for_the_extra_slot(
     batch_size: Callable[[int], int] | None = None,
 ) -> list[str]:
     """What the pusher sends beside a channel's busy call slots: the listings of its batch."""
-    claimant = Claimant(
-        channel_id,
-        Capabilities(max_stock_batch=size, max_in_flight=1),
-        False,
-        "test",
-        timedelta(seconds=60),
-        RetrySchedule(),
-        batch_size=batch_size,
-    )
+    claimant = _claimant(channel_id, size, in_flight=1, batch_size=batch_size)
     with database.session() as session:
         step = record_and_claim(session, claimant, [], free=1, urgent_only=True)
     assert len(step.batches) <= 1
@@ -240,15 +246,7 @@ def _step_refs(database: Database, claimant: Claimant) -> tuple[list[list[str]],
 
 
 def _holding(channel_id: int, size: int, *, hold_s: float = 60.0) -> Claimant:
-    return Claimant(
-        channel_id,
-        Capabilities(max_stock_batch=size, max_in_flight=8),
-        False,
-        "test",
-        timedelta(seconds=60),
-        RetrySchedule(),
-        confirm_hold_s=hold_s,
-    )
+    return _claimant(channel_id, size, in_flight=8, confirm_hold_s=hold_s)
 
 
 def test_a_confirmation_rides_in_a_batch_a_change_sends(database: Database) -> None:
