@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Histogram
 
 from connectors.base import PushOutcome
+from sync.models import LANE_CONFIRM
 
 if TYPE_CHECKING:
     from sync.push_store import Landed
@@ -40,6 +41,8 @@ def applied_latencies(
 
     `landed` is what the step was given, `deferred` what it handed back unrecorded (another
     transaction held those listings): their figures come with the step that records them.
+    A confirmation (LANE_CONFIRM) counts for nothing: it repeats what the channel shows
+    already, so its wait (held for company on purpose, up to `confirm_hold_s`) was no buyer's.
     """
     held = {job.id for one in deferred for job in one.batch.jobs}
     waits = []
@@ -48,6 +51,8 @@ def applied_latencies(
             continue
         applied = {r.listing_ref for r in one.results if r.outcome == PushOutcome.APPLIED}
         for job, target in zip(one.batch.jobs, one.batch.targets, strict=True):
+            if job.lane == LANE_CONFIRM:
+                continue
             if job.id not in held and target.listing_ref in applied:
                 waits.append(max(0.0, (now - job.created_at).total_seconds()))
     return waits

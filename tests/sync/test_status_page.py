@@ -26,7 +26,7 @@ from sync.db import Database
 from sync.http.admin import AdminContext, create_admin_app
 from sync.latency import PushLatency, applied_latencies
 from sync.metrics import Metrics
-from sync.models import JobKind, OutboxJob
+from sync.models import LANE_CONFIRM, JobKind, OutboxJob
 from sync.push_store import Landed
 from sync.pusher import StockPusher
 from sync.stock_ops import set_stock
@@ -143,6 +143,15 @@ def test_only_applied_targets_recorded_in_this_step_count_from_when_they_were_pl
     # Job 4's listing was held by another transaction: its figure comes with a later step.
     deferred = [_landed([_job(4, T0)], [PushOutcome.APPLIED])]
     assert applied_latencies([answered, failed], deferred, now) == [10.0, 1.0]
+
+
+def test_a_confirmation_held_for_company_is_no_ones_latency() -> None:
+    now = T0 + timedelta(seconds=10)
+    confirmation = _job(1, T0)
+    confirmation.lane = LANE_CONFIRM
+    change = _job(2, T0 + timedelta(seconds=9))
+    landed = _landed([confirmation, change], [PushOutcome.APPLIED, PushOutcome.APPLIED])
+    assert applied_latencies([landed], [], now) == [1.0]
 
 
 def test_the_pusher_reports_each_applied_push_from_when_it_was_planned(
