@@ -176,21 +176,23 @@ def _claim(
     # the next buyer of that listing on this channel is the one it would oversell.
     send_partial = send_partial or due_jobs.before(LANE_NORMAL) > 0
     # Confirmations (LANE_CONFIRM) never fill a batch that goes early: they ride in the room a
-    # batch leaves when it goes, and alone they wait (`_confirmations_held`).
+    # batch leaves when it goes, and alone they wait (`_confirmations_held`). Where each
+    # listing is a call of its own (Amazon's patches, 5 a second), they ride in no call while
+    # held: one would take a call, and the rate limit's token, from the next change.
     changes = due_jobs.before(LANE_CONFIRM)
+    per_listing = size <= 1 or (claimant.batch_size is not None and size < caps.max_stock_batch)
+    held = None
+    if due_jobs.total > changes and (per_listing or (send_partial and not changes)):
+        held = _confirmations_held(session, claimant)
     if not send_partial:
         due = min(due_jobs.total, wanted + 1)
         wanted = 0 if claimant.hold_full else min(wanted, changes // size * size)
         if not wanted:
             return [], due, None
-    elif due_jobs.total and not changes and (held := _confirmations_held(session, claimant)):
+    elif held is not None and not changes:
         return [], due_jobs.total, held
-    # Where each listing is a call of its own (Amazon's patches, 5 a second), a confirmation
-    # rides in no call: it takes one, and the rate limit's token, from the next change.
-    alone = size <= 1 and due_jobs.total > changes and _confirmations_held(session, claimant)
-    batches, taken = _take(
-        session, claimant, wanted, size, below_lane=LANE_CONFIRM if alone else None
-    )
+    below = LANE_CONFIRM if per_listing and held is not None else None
+    batches, taken = _take(session, claimant, wanted, size, below_lane=below)
     if taken is None:
         return batches, 0, None
     return batches, (1 if send_partial else max(1, due - taken)), None

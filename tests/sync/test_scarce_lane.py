@@ -257,23 +257,33 @@ def test_a_confirmation_rides_in_a_batch_a_change_sends(database: Database) -> N
     assert len(batches) == 1 and batches[0][-1] == "OWN" and hold is None
 
 
-def test_a_confirmation_takes_no_call_of_its_own_while_it_is_held(database: Database) -> None:
-    """One listing a call (Amazon's patches): the confirmation would take a call and its
+def _patching(channel_id: int) -> Claimant:
+    """Amazon's shape: a feed's worth at most, but a few patches (one call each) a claim."""
+    return _claimant(channel_id, 25_000, in_flight=8, batch_size=lambda _due: 2, confirm_hold_s=60)
+
+
+@pytest.mark.parametrize("shape", ["one listing a call", "patches sized by the backlog"])
+def test_a_confirmation_takes_no_call_of_its_own_while_it_is_held(
+    database: Database, shape: str
+) -> None:
+    """Each listing a call (Amazon's patches): the confirmation would take a call and its
     rate-limit token from the next change; it waits, then goes once its hold is over."""
     channel_id = _store(database)
     _confirm(database, "OWN")
     _plan(database, channel_id)
-    batches, hold = _step_refs(database, _holding(channel_id, 1))
-    assert len(batches) == 6 and ["OWN"] not in batches and hold is None
+    claimant = _holding(channel_id, 1) if shape == "one listing a call" else _patching(channel_id)
+    batches, hold = _step_refs(database, claimant)
+    claimed = [ref for batch in batches for ref in batch]
+    assert len(claimed) == 6 and "OWN" not in claimed and hold is None
     # Only the confirmation is due now: nothing is claimed, and the step says how long.
-    batches, hold = _step_refs(database, _holding(channel_id, 1))
+    batches, hold = _step_refs(database, claimant)
     assert batches == [] and hold is not None and 50.0 < hold <= 60.0
     # Its hold over (a drain told so, or a caller waiting for idle: hold 0), it goes.
     with database.session() as session:
         session.execute(
             OutboxJob.__table__.update().values(created_at=utcnow() - timedelta(seconds=61))
         )
-    assert _step_refs(database, _holding(channel_id, 1)) == ([["OWN"]], None)
+    assert _step_refs(database, claimant) == ([["OWN"]], None)
 
 
 def test_a_connector_parting_a_batch_gets_each_part_as_a_push_of_its_own(
