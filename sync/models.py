@@ -358,6 +358,10 @@ class OutboxJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Claimed lane by lane, then oldest first: see LANE_SCARCE.
     lane: Mapped[int] = mapped_column(Integer, default=LANE_NORMAL, server_default="1")
+    # Running in a push the channel takes minutes to land (an Amazon feed): a push to the
+    # listing's last units may go beside it (see `outbox.claim`), and once it lands the listing's
+    # newest figure is pushed again (`stock_push.record_results`).
+    overtakable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     run_after: Mapped[datetime] = mapped_column(default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None]

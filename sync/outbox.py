@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, text, true, update
+from sqlalchemy import and_, exists, func, or_, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -187,7 +187,11 @@ def claim(
     with `below_lane`, only jobs in the lanes before it.
 
     A job whose identity already has a running job waits: two pushes for one listing in flight
-    at once could arrive in either order, and the older must never land last.
+    at once could arrive in either order, and the older must never land last. One exception: a
+    job in a lane before LANE_NORMAL (a listing's last units) goes beside a running job marked
+    `overtakable` (a push the channel takes minutes to land), which pushes the listing's newest
+    figure again once it lands (`stock_push.record_results`). Only one may overtake at a time:
+    the overtaking job is not overtakable itself.
     """
     now = now or utcnow()
     reap_expired(session, now)
@@ -204,6 +208,7 @@ def claim(
                 and_(
                     running.identity_key == OutboxJob.identity_key,
                     running.state == JobState.RUNNING,
+                    or_(running.overtakable.is_(False), OutboxJob.lane >= LANE_NORMAL),
                 )
             ),
         )
@@ -216,6 +221,7 @@ def claim(
         job.lease_owner = owner
         job.lease_until = now + lease
         job.attempts += 1
+        job.overtakable = False  # the claimant marks the jobs of a slow push
         job.updated_at = now
     session.flush()
     return list(jobs)

@@ -177,3 +177,23 @@ class StockPushParts(Protocol):
 def push_parts(connector: object) -> Callable[[Sequence[StockTarget]], list[list[int]]] | None:
     """The connector's way of parting a batch, if it has one (else a batch is one push)."""
     return connector.stock_push_parts if isinstance(connector, StockPushParts) else None
+
+
+@runtime_checkable
+class SlowStockPushes(Protocol):
+    """A connector some of whose pushes the channel takes minutes to land (Amazon's feeds).
+
+    The jobs of such a push are overtakable: a push to one of its listings' last units goes
+    beside it rather than waiting minutes while buyers see stock that is gone. Once the slow one
+    lands, the listing's newest figure is pushed again, in case the channel applied the older
+    figure last (`sync/stock_push.py::record_results`).
+    """
+
+    def stock_push_is_slow(self, targets: Sequence[StockTarget]) -> bool:
+        """True when pushing `targets` (one part, see `StockPushParts`) takes the slow path."""
+        ...
+
+
+def slow_pushes(connector: object) -> Callable[[Sequence[StockTarget]], bool] | None:
+    """The connector's test for a slow push, if it has one (else no push is slow)."""
+    return connector.stock_push_is_slow if isinstance(connector, SlowStockPushes) else None

@@ -82,6 +82,8 @@ class Claimant:
     confirm_hold_s: float = 0.0
     # How the connector parts a batch into pushes of their own (`StockPushParts`); None: one.
     parts: Callable[[Sequence[StockTarget]], list[list[int]]] | None = None
+    # Which pushes the channel takes minutes to land (`SlowStockPushes`); None: none.
+    slow: Callable[[Sequence[StockTarget]], bool] | None = None
 
 
 def record_and_claim(
@@ -240,16 +242,26 @@ def _take(
 def _parted(
     claimant: Claimant, jobs: list[OutboxJob], targets: list[StockTarget]
 ) -> list[PushBatch]:
-    """One batch's jobs as the pushes the connector sends them in (`StockPushParts`)."""
+    """One batch's jobs as the pushes the connector sends them in (`StockPushParts`), the jobs
+    of a slow one marked overtakable (`SlowStockPushes`)."""
     if claimant.parts is None or len(targets) <= 1:
-        return [PushBatch(jobs=jobs, targets=targets, stale=[])]
-    parts = [part for part in claimant.parts(targets) if part]
-    if sorted(i for part in parts for i in part) != list(range(len(targets))):
-        raise ValueError(f"{claimant.channel_id}: stock_push_parts must place every target once")
-    return [
-        PushBatch(jobs=[jobs[i] for i in part], targets=[targets[i] for i in part], stale=[])
-        for part in parts
-    ]
+        batches = [PushBatch(jobs=jobs, targets=targets, stale=[])]
+    else:
+        parts = [part for part in claimant.parts(targets) if part]
+        if sorted(i for part in parts for i in part) != list(range(len(targets))):
+            raise ValueError(
+                f"{claimant.channel_id}: stock_push_parts must place every target once"
+            )
+        batches = [
+            PushBatch(jobs=[jobs[i] for i in part], targets=[targets[i] for i in part], stale=[])
+            for part in parts
+        ]
+    if claimant.slow is not None:
+        for batch in batches:
+            if batch.targets and claimant.slow(batch.targets):
+                for job in batch.jobs:
+                    job.overtakable = True
+    return batches
 
 
 def _record(

@@ -29,7 +29,7 @@ from connectors.errors import AuthError, ConnectorError, RetryableError
 from sync.db import Database
 from sync.metrics import Metrics
 from sync.outbox import RetrySchedule, has_open_work
-from sync.push_policy import Arrivals, Coalescing, claim_sizing, push_parts
+from sync.push_policy import Arrivals, Coalescing, claim_sizing, push_parts, slow_pushes
 from sync.push_store import OUTCOMES, Claimant, Landed, Step, record_and_claim
 from sync.stock_push import (
     ChannelStockPlan,
@@ -336,6 +336,7 @@ class StockPusher:
             self.retry,
             batch_size=claim_sizing(channel.connector),
             parts=push_parts(channel.connector),
+            slow=slow_pushes(channel.connector),
             confirm_hold_s=0.0 if self._flushing else channel.policy.confirm_hold_s,
         )
         with self._writing:

@@ -151,8 +151,12 @@ def _queued_quantities(session: Session, listing_ids: Sequence[int]) -> dict[int
             OutboxJob.state.in_([JobState.PENDING, JobState.RUNNING]),
         )
     )
-    for key, _state, payload in sorted(rows, key=lambda r: r[1] == JobState.PENDING):
-        queued[keys[key]] = int(payload["quantity"])  # pending sorts last, so it wins
+    # Pending sorts last, so it wins; then the newest of the running (a push to a listing's
+    # last units may be in flight beside an older, slow one: see `outbox.claim`).
+    for key, _state, payload in sorted(
+        rows, key=lambda r: (r[1] == JobState.PENDING, int(r[2]["seq"]))
+    ):
+        queued[keys[key]] = int(payload["quantity"])
     return queued
 
 
@@ -246,6 +250,7 @@ def record_results(
             select(Listing).where(Listing.id.in_([j.payload["listing_id"] for j in batch.jobs]))
         )
     }
+    overtaken = _overtaken(session, batch.jobs, listings)
     done: list[int] = []
     for job, target in zip(batch.jobs, batch.targets, strict=True):
         listing = listings[job.payload["listing_id"]]
@@ -259,6 +264,10 @@ def record_results(
                 now=now,
                 schedule=schedule,
             )
+        elif result.outcome == PushOutcome.APPLIED and job.id in overtaken:
+            summary.applied += 1
+            _push_again(session, job, listing, overtaken[job.id], now)
+            done.append(job.id)
         elif result.outcome == PushOutcome.APPLIED:
             summary.applied += 1
             listing.last_pushed_quantity = _belief_after_apply(job, listing, target)
@@ -289,6 +298,72 @@ def record_results(
             )
     complete(session, done)
     return summary
+
+
+def _overtaken(
+    session: Session, jobs: Sequence[OutboxJob], listings: Mapping[int, Listing]
+) -> dict[int, OutboxJob | None]:
+    """Of `jobs`, the overtakable ones a newer push of their listing went beside (see
+    `outbox.claim`): job id -> that newer job while it is still running, None once it landed."""
+    slow = [job for job in jobs if job.overtakable]
+    if not slow:
+        return {}
+    running: dict[str, OutboxJob] = {}
+    for other in session.scalars(
+        select(OutboxJob).where(
+            OutboxJob.identity_key.in_({job.identity_key for job in slow}),
+            OutboxJob.state == JobState.RUNNING,
+            OutboxJob.id.not_in([job.id for job in jobs]),
+        )
+    ):
+        newest = running.get(other.identity_key)
+        if newest is None or other.payload["seq"] > newest.payload["seq"]:
+            running[other.identity_key] = other
+    overtaken: dict[int, OutboxJob | None] = {}
+    for job in slow:
+        seq = int(job.payload["seq"])
+        newer = running.get(job.identity_key)
+        if newer is not None and int(newer.payload["seq"]) > seq:
+            overtaken[job.id] = newer
+        elif listings[job.payload["listing_id"]].last_pushed_seq > seq:
+            overtaken[job.id] = None
+    return overtaken
+
+
+def _push_again(
+    session: Session, job: OutboxJob, listing: Listing, newer: OutboxJob | None, now: datetime
+) -> None:
+    """A slow push landed after a newer push of its listing went: the channel may have applied
+    the older figure last, so the newest goes again, after the newer one lands (a pending job
+    waits for it; one already pending carries the newest figure by itself). Its lane is judged
+    against the older figure, which the channel may be showing."""
+    pending = session.scalar(
+        select(OutboxJob.id).where(
+            OutboxJob.identity_key == job.identity_key, OutboxJob.state == JobState.PENDING
+        )
+    )
+    if pending is not None:
+        return
+    quantity = listing.last_pushed_quantity if newer is None else int(newer.payload["quantity"])
+    if quantity is None:
+        listing.is_dirty = True  # what the channel holds is unknown: planning pushes the ledger's
+        return
+    listing.target_seq += 1
+    payload = {
+        "listing_id": listing.id,
+        "listing_ref": listing.external_ref,
+        "quantity": quantity,
+        "seq": listing.target_seq,
+        "extra": listing.extra or {},
+    }
+    enqueue_many(
+        session,
+        channel_id=job.channel_id,
+        kind=JobKind.STOCK,
+        jobs=[(job.identity_key, payload)],
+        now=now,
+        lanes={job.identity_key: push_lane(quantity, int(job.payload["quantity"]))},
+    )
 
 
 def _belief_after_apply(job: OutboxJob, listing: Listing, target: StockTarget) -> int:

@@ -12,12 +12,21 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from sync.db import Database
-from sync.models import Channel, JobKind, JobState, OutboxJob
+from sync.models import (
+    LANE_NORMAL,
+    LANE_SCARCE,
+    LANE_SOLD_OUT,
+    Channel,
+    JobKind,
+    JobState,
+    OutboxJob,
+)
 from sync.outbox import (
     RetrySchedule,
     claim,
     complete,
     enqueue,
+    enqueue_many,
     fail,
     list_jobs,
     release,
@@ -250,6 +259,49 @@ def test_a_job_whose_twin_is_running_waits_for_it(database: Database, channel_id
         complete(session, [running_id])
     [twin_id] = _claim(database, channel_id, owner="worker-b", now=later)
     assert _job(database, twin_id).payload == {"quantity": 2}
+
+
+def _enqueue_in_lane(db: Database, channel_id: int, key: str, quantity: int, lane: int) -> None:
+    with db.session() as session:
+        enqueue_many(
+            session,
+            channel_id=channel_id,
+            kind=JobKind.STOCK,
+            jobs=[(key, {"quantity": quantity})],
+            now=T0 + timedelta(seconds=1),
+            lanes={key: lane},
+        )
+
+
+def test_a_push_to_last_units_goes_beside_a_slow_push_of_its_listing_and_only_it(
+    database: Database, channel_id: int
+) -> None:
+    """A feed takes Amazon minutes: a listing in it that sells out meanwhile must not show
+    stock all that time. Only a push to last units overtakes, one at a time, and only a push
+    marked overtakable (the pusher re-pushes the newest figure once the slow one lands)."""
+    _enqueue(database, channel_id, "stock:1", {"quantity": 24})
+    _enqueue(database, channel_id, "stock:2", {"quantity": 24})
+    slow_id, plain_id = _claim(database, channel_id)
+    with database.session() as session:
+        session.get_one(OutboxJob, slow_id).overtakable = True
+    later = T0 + timedelta(seconds=2)
+    # An ordinary change waits, as ever.
+    _enqueue_in_lane(database, channel_id, "stock:1", 20, LANE_NORMAL)
+    assert _claim(database, channel_id, owner="worker-b", now=later) == []
+    # Sold out: it goes beside the slow push; beside the plain one it waits.
+    _enqueue_in_lane(database, channel_id, "stock:1", 0, LANE_SOLD_OUT)
+    _enqueue_in_lane(database, channel_id, "stock:2", 0, LANE_SOLD_OUT)
+    [overtaking_id] = _claim(database, channel_id, owner="worker-b", now=later)
+    overtaking = _job(database, overtaking_id)
+    assert (overtaking.identity_key, overtaking.payload) == ("stock:1", {"quantity": 0})
+    assert not overtaking.overtakable
+    # A second one waits for the one that overtook (two in flight at most).
+    _enqueue_in_lane(database, channel_id, "stock:1", 1, LANE_SCARCE)
+    assert _claim(database, channel_id, owner="worker-b", now=later) == []
+    with database.session() as session:
+        complete(session, [plain_id])
+    [after_plain] = _claim(database, channel_id, owner="worker-b", now=later)
+    assert _job(database, after_plain).identity_key == "stock:2"
 
 
 def test_a_failed_try_is_retried_no_sooner_than_the_channel_asked(

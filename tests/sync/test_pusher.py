@@ -575,6 +575,82 @@ def test_a_listing_pushed_apart_from_a_slow_part_of_its_batch_is_free_for_its_ne
     _channel_matches_ledger(store, "shop")
 
 
+class OvertakenConnector(LandingConnector):
+    """A channel without compare-and-swap whose ordinary pushes are slow (Amazon's feeds):
+    they wait at `slow_gate`, then apply. Urgent ones apply at once and answer (land) when
+    `urgent_gate` opens, so the test sets the order in which the two land."""
+
+    def __init__(self, market: MemoryMarketplace, spec: ChannelSpec) -> None:
+        super().__init__(market, spec)
+        self.slow_gate = asyncio.Event()
+        self.urgent_gate = asyncio.Event()
+
+    def stock_push_is_slow(self, targets: Sequence[StockTarget]) -> bool:
+        """Slow unless every target is urgent."""
+        return not all(target.urgent for target in targets)
+
+    async def push_stock(self, targets: Sequence[StockTarget]) -> Sequence[StockPushResult]:
+        """Slow: wait, then apply. Urgent: apply, then wait to answer."""
+        if self.stock_push_is_slow(targets):
+            await self.slow_gate.wait()
+            return await super().push_stock(targets)
+        results = await super().push_stock(targets)
+        await self.urgent_gate.wait()
+        return results
+
+
+def _job_of_7(store: Store, state: JobState) -> bool:
+    """S's push of 7 is in this state."""
+    with store.db.read_session() as session:
+        return any(
+            job.state == state and job.payload["quantity"] == 7
+            for job in session.scalars(select(OutboxJob).where(OutboxJob.kind == JobKind.STOCK))
+        )
+
+
+@pytest.mark.parametrize("overtaker_lands", ["first", "last"])
+def test_a_sold_out_push_overtakes_a_slow_push_and_the_newest_figure_ends_on_the_channel(
+    database: Database, overtaker_lands: str
+) -> None:
+    """S goes from 10 to 7 in a slow push (a feed Amazon processes for minutes), then sells
+    out: the sold-out push goes at once, beside it. The slow push then applies 7 after the 0
+    (the channel may process them in any order): once it lands, S is pushed again and ends at
+    0, whether the overtaking push had landed before (its answer recorded first) or not."""
+    spec = ChannelSpec("shop", Capabilities(max_stock_batch=250, max_in_flight=2))
+    store = _store(database, spec, ["S", "T"])
+    channel = store.channels["shop"]
+    connector = OvertakenConnector(channel.market, spec)
+    channel.connector = connector
+    pusher = _pusher(store, "shop", Coalescing(quiet_s=0.0, max_linger_s=0.0))
+    market = channel.market
+    if overtaker_lands == "first":
+        connector.urgent_gate.set()
+
+    async def scenario() -> None:
+        async with _running(pusher):
+            try:
+                await asyncio.to_thread(_set, store, "S", 7)
+                pusher.wake()
+                await _until(lambda: _job_of_7(store, JobState.RUNNING), within_s=5.0)
+                await asyncio.to_thread(_set, store, "S", 0)
+                pusher.wake()
+                await _until(lambda: market.stock_of("S") == 0, within_s=5.0)
+                connector.slow_gate.set()  # 7 applies after the 0 ...
+                await _until(
+                    lambda: _job_of_7(store, JobState.DONE), within_s=5.0
+                )  # ... and is recorded
+                assert market.stock_of("S") in (0, 7)
+            finally:
+                connector.slow_gate.set()
+                connector.urgent_gate.set()
+            await asyncio.wait_for(pusher.wait_idle(), IDLE_TIMEOUT_S)
+
+    asyncio.run(scenario())
+    assert market.stock_of("S") == 0
+    assert [refs for _at, refs in connector.landed if refs == ["S"]][-1:] == [["S"]]
+    _channel_matches_ledger(store, "shop")
+
+
 def _write_stock(store: Store, on_hand: Mapping[str, int]) -> None:
     def write(session: Session) -> None:
         for sku, figure in on_hand.items():

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from connectors.base import Capabilities, PushOutcome, StockPushResult, StockTarget
 from connectors.errors import (
@@ -20,7 +21,7 @@ from connectors.errors import (
 )
 from connectors.memory import MemoryConnector, MemoryMarketplace
 from sync.db import Database
-from sync.models import LANE_CONFIRM, LANE_NORMAL, JobState, Listing, OutboxJob, utcnow
+from sync.models import LANE_CONFIRM, LANE_NORMAL, JobKind, JobState, Listing, OutboxJob, utcnow
 from sync.outbox import RetrySchedule, list_jobs, reap_expired
 from sync.push_store import Landed
 from sync.pusher import StockPusher
@@ -302,6 +303,35 @@ def test_a_target_equal_to_what_the_channel_holds_is_not_sent(database: Database
     asyncio.run(push_until_idle(store))
     assert (capped.calls["push_stock"], shown_all.calls["push_stock"]) == (1, 2)
     assert (capped.stock_of("S"), shown_all.stock_of("S")) == (5, 12)
+
+
+def test_planning_weighs_the_newest_of_two_pushes_in_flight(database: Database) -> None:
+    """A sold-out push in flight beside an older, slow one (see `outbox.claim`): the channel is
+    about to be told 0, not 7, so a ledger at 0 plans nothing more, whichever row comes first."""
+    store = _one_sku_store(database, ChannelSpec("slow", PLAIN))
+    asyncio.run(push_until_idle(store))
+    channel = store.channels["slow"]
+
+    def in_flight(session: Session) -> None:
+        listing = session.scalars(select(Listing).where(Listing.channel_id == channel.id)).one()
+        key = f"stock:{listing.id}"
+        for seq, quantity in ((3, 0), (2, 7)):  # the newest row first
+            session.add(
+                OutboxJob(
+                    channel_id=channel.id,
+                    kind=JobKind.STOCK,
+                    identity_key=key,
+                    payload={"listing_id": listing.id, "quantity": quantity, "seq": seq},
+                    state=JobState.RUNNING,
+                    lane=LANE_NORMAL,
+                )
+            )
+        listing.target_seq = 3
+        set_stock(session, "S", "default", 0)
+
+    database.transact(in_flight)
+    planned = database.transact(lambda session: plan_targets(session, {channel.id: channel.plan}))
+    assert planned == {}
 
 
 def _set_on_hand(database: Database, sku: str, on_hand: int) -> None:
