@@ -270,16 +270,21 @@ class AmazonConnector:
         return const.PATCH_CLAIM
 
     def stock_push_parts(self, targets: Sequence[StockTarget]) -> list[list[int]]:
-        """The parts of a batch to push on its own (sync/push_policy.StockPushParts): above
-        the feed threshold, the urgent targets apart from the rest, so each urgent listing is
-        free for its next push once its patch lands, not once the feed is processed."""
+        """The parts of a batch to push on its own (sync/push_policy.StockPushParts): the
+        urgent targets apart from the rest, so each urgent listing is free for its next push
+        once its patch lands, not once the feed is processed or the other patches, which give
+        way to urgent ones at the rate limit, got their turn. Many urgent ones (an import)
+        above the feed threshold go in the feed with the rest."""
         whole = list(range(len(targets)))
-        if len({target.listing_ref for target in targets}) <= self.settings.feed_threshold:
-            return [whole]
         urgent = [i for i in whole if targets[i].urgent]
-        if not urgent or len(urgent) > self.settings.feed_threshold:
+        if not urgent or len(urgent) == len(whole) or len(urgent) > self.settings.feed_threshold:
             return [whole]
         return [urgent, [i for i in whole if not targets[i].urgent]]
+
+    def stock_push_is_slow(self, targets: Sequence[StockTarget]) -> bool:
+        """True when `targets` go as a feed (sync/push_policy.SlowStockPushes): Amazon takes
+        minutes to process one, and a patch to a listing's last units may go beside it."""
+        return len({target.listing_ref for target in targets}) > self.settings.feed_threshold
 
     async def _patch_all(self, targets: Sequence[StockTarget]) -> list[StockPushResult]:
         slots = asyncio.Semaphore(const.PATCH_CONCURRENCY)

@@ -203,16 +203,28 @@ def test_a_few_waiting_targets_are_taken_a_bucket_at_a_time_many_as_one_feed() -
     assert amazon_us.stock_batch_size(51) == const.FEED_MAX_MESSAGES
 
 
-def test_a_batch_for_a_feed_parts_its_urgent_targets_to_be_pushed_on_their_own() -> None:
+def test_a_batch_parts_its_urgent_targets_to_be_pushed_on_their_own() -> None:
     """So the pusher records each urgent patch when it lands, and that listing's next push
-    (sold out, after its last units) need not wait minutes for the feed."""
+    (sold out, after its last units) need not wait minutes for the feed, nor seconds for the
+    ordinary patches that leave the rate limit's tokens to urgent ones."""
     amazon_us = connector(FakeAmazon(), feed_threshold=50)
     feed = [StockTarget(f"SKU-{n:05d}", 5, urgent=n in (3, 7)) for n in range(60)]
-    assert amazon_us.stock_push_parts(feed) == [[3, 7], [n for n in range(60) if n not in (3, 7)]]
-    # Patches already (at or below the threshold), or no urgent one: one push.
-    assert amazon_us.stock_push_parts(feed[:50]) == [list(range(50))]
+    rest = [n for n in range(60) if n not in (3, 7)]
+    assert amazon_us.stock_push_parts(feed) == [[3, 7], rest]
+    assert amazon_us.stock_push_parts(feed[:5]) == [[3], [0, 1, 2, 4]]
+    # No urgent one, or nothing else: one push.
     calm = [StockTarget(f"SKU-{n:05d}", 5) for n in range(60)]
     assert amazon_us.stock_push_parts(calm) == [list(range(60))]
+    assert amazon_us.stock_push_parts([feed[3], feed[7]]) == [[0, 1]]
     # More urgent than the threshold (an import): all in the feed, as push_stock sends them.
     import_ = [StockTarget(f"SKU-{n:05d}", 0, urgent=True) for n in range(60)]
     assert amazon_us.stock_push_parts(import_) == [list(range(60))]
+
+
+def test_a_feed_is_a_slow_push_an_urgent_patch_may_overtake() -> None:
+    """A feed takes Amazon minutes, however urgent its targets; patches are sent at once."""
+    amazon_us = connector(FakeAmazon(), feed_threshold=50)
+    ordinary = [StockTarget(f"SKU-{n:05d}", 9) for n in range(50)]
+    assert not amazon_us.stock_push_is_slow(ordinary)
+    import_ = [StockTarget(f"SKU-{n:05d}", 0, urgent=True) for n in range(51)]
+    assert amazon_us.stock_push_is_slow(import_)
