@@ -108,21 +108,9 @@ def plan_targets(
             told = queued.get(listing.id, listing.last_pushed_quantity)
             if quantity == told and not verify:
                 continue
-            listing.target_seq += 1
-            key = STOCK_KEY.format(listing_id=listing.id)
+            key, payload = _next_target(listing, quantity)
             lanes[key] = push_lane(quantity, told)
-            jobs.append(
-                (
-                    key,
-                    {
-                        "listing_id": listing.id,
-                        "listing_ref": listing.external_ref,
-                        "quantity": quantity,
-                        "seq": listing.target_seq,
-                        "extra": listing.extra or {},
-                    },
-                )
-            )
+            jobs.append((key, payload))
         # One statement for the channel's jobs: thousands of dirty listings (a reconcile that
         # found drift everywhere, a catalogue import) must not hold SQLite's write lock for
         # minutes, which made every other writer fail with "database is locked".
@@ -139,6 +127,19 @@ def plan_targets(
             enqueued[channel_id] = Planned(len(jobs), urgent)
     session.flush()
     return enqueued
+
+
+def _next_target(listing: Listing, quantity: int) -> tuple[str, dict[str, Any]]:
+    """A stock job's identity key and payload for `quantity`, at the listing's next sequence."""
+    listing.target_seq += 1
+    payload = {
+        "listing_id": listing.id,
+        "listing_ref": listing.external_ref,
+        "quantity": quantity,
+        "seq": listing.target_seq,
+        "extra": listing.extra or {},
+    }
+    return STOCK_KEY.format(listing_id=listing.id), payload
 
 
 def _queued_quantities(session: Session, listing_ids: Sequence[int]) -> dict[int, int]:
@@ -348,21 +349,14 @@ def _push_again(
     if quantity is None:
         listing.is_dirty = True  # what the channel holds is unknown: planning pushes the ledger's
         return
-    listing.target_seq += 1
-    payload = {
-        "listing_id": listing.id,
-        "listing_ref": listing.external_ref,
-        "quantity": quantity,
-        "seq": listing.target_seq,
-        "extra": listing.extra or {},
-    }
+    key, payload = _next_target(listing, quantity)
     enqueue_many(
         session,
         channel_id=job.channel_id,
         kind=JobKind.STOCK,
-        jobs=[(job.identity_key, payload)],
+        jobs=[(key, payload)],
         now=now,
-        lanes={job.identity_key: push_lane(quantity, int(job.payload["quantity"]))},
+        lanes={key: push_lane(quantity, int(job.payload["quantity"]))},
     )
 
 
