@@ -301,50 +301,58 @@ def record_results(
     return summary
 
 
+class _Overtaken(NamedTuple):
+    """A slow push that landed after a newer push of its listing went beside it."""
+
+    newer: OutboxJob | None  # that newer push while it is still running; None once it landed
+    pending: bool  # a job of the listing waits already, with the newest figure
+
+
 def _overtaken(
     session: Session, jobs: Sequence[OutboxJob], listings: Mapping[int, Listing]
-) -> dict[int, OutboxJob | None]:
+) -> dict[int, _Overtaken]:
     """Of `jobs`, the overtakable ones a newer push of their listing went beside (see
-    `outbox.claim`): job id -> that newer job while it is still running, None once it landed."""
+    `outbox.claim`), by job id; one query for all of them, none when none is overtakable."""
     slow = [job for job in jobs if job.overtakable]
     if not slow:
         return {}
     running: dict[str, OutboxJob] = {}
+    pending: set[str] = set()
     for other in session.scalars(
         select(OutboxJob).where(
             OutboxJob.identity_key.in_({job.identity_key for job in slow}),
-            OutboxJob.state == JobState.RUNNING,
+            OutboxJob.state.in_([JobState.RUNNING, JobState.PENDING]),
             OutboxJob.id.not_in([job.id for job in jobs]),
         )
     ):
+        if other.state == JobState.PENDING:
+            pending.add(other.identity_key)
+            continue
         newest = running.get(other.identity_key)
         if newest is None or other.payload["seq"] > newest.payload["seq"]:
             running[other.identity_key] = other
-    overtaken: dict[int, OutboxJob | None] = {}
+    overtaken: dict[int, _Overtaken] = {}
     for job in slow:
         seq = int(job.payload["seq"])
         newer = running.get(job.identity_key)
+        waits = job.identity_key in pending
         if newer is not None and int(newer.payload["seq"]) > seq:
-            overtaken[job.id] = newer
+            overtaken[job.id] = _Overtaken(newer, waits)
         elif listings[job.payload["listing_id"]].last_pushed_seq > seq:
-            overtaken[job.id] = None
+            overtaken[job.id] = _Overtaken(None, waits)
     return overtaken
 
 
 def _push_again(
-    session: Session, job: OutboxJob, listing: Listing, newer: OutboxJob | None, now: datetime
+    session: Session, job: OutboxJob, listing: Listing, overtaken: _Overtaken, now: datetime
 ) -> None:
     """A slow push landed after a newer push of its listing went: the channel may have applied
     the older figure last, so the newest goes again, after the newer one lands (a pending job
     waits for it; one already pending carries the newest figure by itself). Its lane is judged
     against the older figure, which the channel may be showing."""
-    pending = session.scalar(
-        select(OutboxJob.id).where(
-            OutboxJob.identity_key == job.identity_key, OutboxJob.state == JobState.PENDING
-        )
-    )
-    if pending is not None:
+    if overtaken.pending:
         return
+    newer = overtaken.newer
     quantity = listing.last_pushed_quantity if newer is None else int(newer.payload["quantity"])
     if quantity is None:
         listing.is_dirty = True  # what the channel holds is unknown: planning pushes the ledger's

@@ -647,7 +647,8 @@ def test_a_sold_out_push_overtakes_a_slow_push_and_the_newest_figure_ends_on_the
 
     asyncio.run(scenario())
     assert market.stock_of("S") == 0
-    assert [refs for _at, refs in connector.landed if refs == ["S"]][-1:] == [["S"]]
+    # The slow 7 applied after the 0 that overtook it, and the 0 went again after both.
+    assert market.pushes["S"][-3:] == [0, 7, 0]
     _channel_matches_ledger(store, "shop")
 
 
